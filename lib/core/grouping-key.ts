@@ -1,0 +1,209 @@
+/**
+ * The grouping key of a push, read exactly as the Pushgateway 1.x reads it (`handler/push.go`, `splitLabels`,
+ * `decodeBase64`, and the `net/url` + `ServeMux` steps before them). Pure: no I/O, no Node-specific imports.
+ *
+ * Strings inside a GroupingKey are byte strings: one UTF-16 code unit per byte (0-255), exactly the bytes the
+ * Pushgateway keeps in its Go strings. That keeps invalid UTF-8 (which the Pushgateway accepts in the URL and only
+ * rejects later, after creating the group) distinct and byte-exact. `toDisplayLabels` turns them into text.
+ */
+
+/** PUSH_PREFIX is the path prefix of every push. */
+export const PUSH_PREFIX = '/metrics/job';
+
+/** GroupingKey is a decoded grouping key: label names sorted bytewise, `job` included, duplicates resolved. */
+export type GroupingKey = Readonly<{
+  /** Flat, sorted pairs `[name0, value0, name1, value1, ...]` as byte strings. */
+  pairs: readonly string[];
+}>;
+
+/** ParseResult is the outcome of parseGroupingKey: a key, or the Pushgateway's 4xx for the path. */
+export type ParseResult =
+  | Readonly<{ ok: true; key: GroupingKey; /** The percent-decoded path, a byte string. */ path: string }>
+  | Readonly<{ ok: false; status: 400 | 404; message: string }>;
+
+const BASE64_SUFFIX = '@base64';
+const LABEL_NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+function fail(status: 400 | 404, message: string): ParseResult {
+  return { ok: false, status, message };
+}
+
+/** quote renders a byte string for an error message, like Go's %q would (approximated by JSON). */
+export function quote(byteString: string): string {
+  return JSON.stringify(toText(byteString));
+}
+
+/** toText decodes a byte string as UTF-8 text (invalid bytes become U+FFFD). */
+export function toText(byteString: string): string {
+  // Fast path: pure ASCII is its own UTF-8.
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x00-\x7f]*$/.test(byteString)) return byteString;
+  const bytes = new Uint8Array(byteString.length);
+  for (let i = 0; i < byteString.length; i++) bytes[i] = byteString.charCodeAt(i);
+  return new TextDecoder('utf-8').decode(bytes);
+}
+
+/** toDisplayLabels returns the key's labels as a plain object of UTF-8 text (invalid bytes become U+FFFD). */
+export function toDisplayLabels(key: GroupingKey): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (let i = 0; i < key.pairs.length; i += 2) labels[toText(key.pairs[i] ?? '')] = toText(key.pairs[i + 1] ?? '');
+  return labels;
+}
+
+function hexValue(code: number): number {
+  if (code >= 0x30 && code <= 0x39) return code - 0x30;
+  if (code >= 0x41 && code <= 0x46) return code - 0x37;
+  if (code >= 0x61 && code <= 0x66) return code - 0x57;
+  return -1;
+}
+
+/**
+ * percentDecode decodes a raw request path the way Go's `url.PathUnescape` does: `%XX` becomes the byte XX, `+`
+ * stays `+`. The input holds one byte per code unit (Node hands request targets over as latin1). Returns the byte
+ * string, or the Go error text.
+ */
+function percentDecode(rawPath: string): { ok: true; path: string } | { ok: false; message: string } {
+  const first = rawPath.indexOf('%');
+  if (first < 0) return { ok: true, path: rawPath };
+  let out = rawPath.slice(0, first);
+  for (let i = first; i < rawPath.length; i++) {
+    const c = rawPath.charCodeAt(i);
+    if (c !== 0x25) {
+      out += rawPath[i];
+      continue;
+    }
+    const hi = hexValue(rawPath.charCodeAt(i + 1));
+    const lo = hexValue(rawPath.charCodeAt(i + 2));
+    if (hi < 0 || lo < 0) return { ok: false, message: `invalid URL escape ${JSON.stringify(rawPath.slice(i, i + 3))}` };
+    out += String.fromCharCode(hi * 16 + lo);
+    i += 2;
+  }
+  return { ok: true, path: out };
+}
+
+/**
+ * isCleanPath tells whether Go's ServeMux would serve the path as is. It answers 301 for an empty segment (other
+ * than a trailing slash) or a `.`/`..` segment, and push clients then turn the push into a GET that fails.
+ */
+function cleanPathProblem(path: string): string | undefined {
+  if (path.includes('//')) return 'empty';
+  if (!path.includes('/.')) return undefined;
+  const segments = path.split('/');
+  for (const segment of segments) if (segment === '.' || segment === '..') return 'dot';
+  return undefined;
+}
+
+const BASE64URL = new Int16Array(128).fill(-1);
+{
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  for (let i = 0; i < alphabet.length; i++) BASE64URL[alphabet.charCodeAt(i)] = i;
+}
+
+/**
+ * decodeBase64 decodes like the Pushgateway: strip every trailing `=`, then unpadded base64url (Go's
+ * `base64.RawURLEncoding`, which skips CR and LF). Returns a byte string, or Go's error text.
+ */
+export function decodeBase64(encoded: string): { ok: true; value: string } | { ok: false; message: string } {
+  let end = encoded.length;
+  while (end > 0 && encoded.charCodeAt(end - 1) === 0x3d) end--;
+  let out = '';
+  let acc = 0;
+  let bits = 0;
+  let inQuantum = 0;
+  for (let i = 0; i < end; i++) {
+    const c = encoded.charCodeAt(i);
+    if (c === 0x0a || c === 0x0d) continue;
+    const v = c < 128 ? (BASE64URL[c] ?? -1) : -1;
+    if (v < 0) return { ok: false, message: `illegal base64 data at input byte ${i}` };
+    acc = (acc << 6) | v;
+    bits += 6;
+    inQuantum = (inQuantum + 1) % 4;
+    if (bits >= 8) {
+      bits -= 8;
+      out += String.fromCharCode((acc >> bits) & 0xff);
+      acc &= (1 << bits) - 1;
+    }
+  }
+  if (inQuantum === 1) return { ok: false, message: `illegal base64 data at input byte ${end - 1}` };
+  return { ok: true, value: out };
+}
+
+/**
+ * parseGroupingKey reads the grouping key from a push request's raw path (no query string), still percent-encoded,
+ * one byte per code unit. It never throws: every failure is a value carrying the Pushgateway's status and words.
+ * A path that is not a push path at all yields 404.
+ */
+export function parseGroupingKey(rawPath: string): ParseResult {
+  const decoded = percentDecode(rawPath);
+  if (!decoded.ok) return fail(400, decoded.message);
+  const path = decoded.path;
+
+  let rest: string;
+  let jobIsBase64: boolean;
+  if (path.startsWith('/metrics/job/')) {
+    rest = path.slice(13);
+    jobIsBase64 = false;
+  } else if (path.startsWith('/metrics/job@base64/')) {
+    rest = path.slice(20);
+    jobIsBase64 = true;
+  } else {
+    return fail(404, '404 page not found');
+  }
+
+  const problem = cleanPathProblem(path);
+  if (problem === 'empty') {
+    return fail(400, `empty path segment in ${quote(path)}: encode an empty job or label value as "@base64/="`);
+  }
+  if (problem === 'dot') return fail(400, `path ${quote(path)} is not canonical: "." and ".." segments are not allowed`);
+
+  const slash = rest.indexOf('/');
+  let job = slash < 0 ? rest : rest.slice(0, slash);
+  const labelString = slash < 0 ? '' : rest.slice(slash);
+  if (job === '') return fail(400, 'job name is required');
+
+  if (jobIsBase64) {
+    const decodedJob = decodeBase64(job);
+    if (!decodedJob.ok) return fail(400, `invalid base64 encoding in job name ${quote(job)}: ${decodedJob.message}`);
+    job = decodedJob.value;
+  }
+
+  // splitLabels: "" and "/" mean no labels; otherwise the components after the leading slash come in pairs.
+  const labels = new Map<string, string>();
+  if (labelString.length > 1) {
+    const components = labelString.slice(1).split('/');
+    if (components.length % 2 !== 0) {
+      return fail(400, `odd number of components in label string ${quote(labelString)}`);
+    }
+    for (let i = 0; i < components.length; i += 2) {
+      const name = components[i] as string;
+      const value = components[i + 1] as string;
+      const isBase64 = name.endsWith(BASE64_SUFFIX);
+      const trimmed = isBase64 ? name.slice(0, -BASE64_SUFFIX.length) : name;
+      if (!LABEL_NAME_RE.test(trimmed) || trimmed.startsWith('__')) {
+        return fail(400, `improper label name ${quote(trimmed)}`);
+      }
+      if (!isBase64) {
+        labels.set(trimmed, value);
+        continue;
+      }
+      const decodedValue = decodeBase64(value);
+      if (!decodedValue.ok) {
+        return fail(400, `invalid base64 encoding for label ${toText(trimmed)}=${quote(value)}: ${decodedValue.message}`);
+      }
+      labels.set(trimmed, decodedValue.value);
+    }
+  }
+  if (job === '') return fail(400, 'job name is required');
+  // The path's job always wins over a `job` pair in the label part.
+  labels.set('job', job);
+
+  const names = [...labels.keys()].sort();
+  const pairs: string[] = [];
+  for (const name of names) pairs.push(name, labels.get(name) as string);
+  return { ok: true, key: { pairs }, path };
+}
+
+/** isPushPath tells, cheaply and from the raw target, whether a request belongs to the push handler. */
+export function isPushPath(rawTarget: string): boolean {
+  return rawTarget.startsWith('/metrics/');
+}

@@ -1,0 +1,147 @@
+/**
+ * The consistent-hash ring: virtual nodes of every Pushgateway placed by MurmurHash3, built once and never changed.
+ * Pure. Placement is dynamic-sharding's, so a director migrating from it sends every group where it went before:
+ * vnode `i` of node `id` sits at hash(`${i}${id}`), a key belongs to the first vnode whose hash is strictly greater
+ * than the key's, wrapping to the first vnode, and when two vnodes share a hash the greater id wins.
+ */
+import { type HashFn, murmur3, utf8Bytes } from './hash';
+import { type Node, dedupeNodes } from './node';
+
+/** RingOptions configures buildRing. */
+export type RingOptions = {
+  /** Virtual nodes per node. @default 500 */
+  vnodes?: number;
+  /** The hash function. @default murmur3 */
+  hash?: HashFn;
+};
+
+/** DEFAULT_VNODES is dynamic-sharding's replica count, kept so placements match it. */
+export const DEFAULT_VNODES = 500;
+
+/** Ring is an immutable ring. It may be shared freely; a membership change builds a new one. */
+export type Ring = Readonly<{
+  /** The members, sorted by id. */
+  nodes: readonly Node[];
+  /** Virtual nodes per member. */
+  vnodes: number;
+  /** Distinct points on the ring (fewer than nodes x vnodes only when hashes collide). */
+  points: number;
+  /** lookup returns the owner of a key hash, or undefined when the ring is empty. */
+  lookup(keyHash: number): Node | undefined;
+  /** shares returns each member's fraction of the 32-bit hash space, in `nodes` order. */
+  shares(): readonly number[];
+}>;
+
+/** MAX_NODES is the most members a ring can hold. */
+export const MAX_NODES = 2 ** 24;
+
+/**
+ * buildRing builds a ring over the given nodes. The order of `nodes` does not matter: they are sorted by id and
+ * duplicate ids are dropped first, so every director replica given the same members computes the same owners.
+ * Throws only on impossible options (a bug or a start-up misconfiguration).
+ */
+export function buildRing(nodes: readonly Node[], options: RingOptions = {}): Ring {
+  const vnodes = options.vnodes ?? DEFAULT_VNODES;
+  const hash = options.hash ?? murmur3;
+  if (!Number.isInteger(vnodes) || vnodes < 1) throw new RangeError(`vnodes must be a positive integer, got ${vnodes}`);
+  const members = dedupeNodes(nodes);
+  if (members.length > MAX_NODES) throw new RangeError(`a ring holds at most ${MAX_NODES} nodes`);
+
+  // Points are generated rank by rank (rank = position in id order) and sorted stably by hash, so within a run of
+  // equal hashes the last point is the one with the greatest id: the one that wins.
+  const total = members.length * vnodes;
+  const pointHashes = new Uint32Array(total);
+  const pointRanks = new Uint32Array(total);
+  members.forEach((node, rank) => {
+    hashVnodes(utf8Bytes(node.id), vnodes, hash, pointHashes.subarray(rank * vnodes, (rank + 1) * vnodes));
+    pointRanks.fill(rank, rank * vnodes, (rank + 1) * vnodes);
+  });
+  const [sortedHashes, sortedRanks] = radixSortByHash(pointHashes, pointRanks);
+
+  let count = 0;
+  for (let i = 0; i < total; i++) {
+    if (i + 1 < total && sortedHashes[i + 1] === sortedHashes[i]) continue;
+    sortedHashes[count] = sortedHashes[i] as number;
+    sortedRanks[count] = sortedRanks[i] as number;
+    count++;
+  }
+  return createRing(members, vnodes, sortedHashes.subarray(0, count), sortedRanks.subarray(0, count));
+}
+
+/** radixSortByHash sorts (hash, rank) pairs by hash, stably: two 16-bit LSD passes, linear in the point count. */
+function radixSortByHash(hashes: Uint32Array, ranks: Uint32Array): [Uint32Array, Uint32Array] {
+  let fromHashes: Uint32Array = hashes;
+  let fromRanks: Uint32Array = ranks;
+  let toHashes: Uint32Array = new Uint32Array(hashes.length);
+  let toRanks: Uint32Array = new Uint32Array(ranks.length);
+  const counts = new Uint32Array(65536);
+  for (const shift of [0, 16]) {
+    counts.fill(0);
+    for (let i = 0; i < fromHashes.length; i++) {
+      const digit = ((fromHashes[i] as number) >>> shift) & 0xffff;
+      counts[digit] = (counts[digit] as number) + 1;
+    }
+    for (let digit = 0, sum = 0; digit < 65536; digit++) {
+      const c = counts[digit] as number;
+      counts[digit] = sum;
+      sum += c;
+    }
+    for (let i = 0; i < fromHashes.length; i++) {
+      const h = fromHashes[i] as number;
+      const digit = (h >>> shift) & 0xffff;
+      const to = counts[digit] as number;
+      counts[digit] = to + 1;
+      toHashes[to] = h;
+      toRanks[to] = fromRanks[i] as number;
+    }
+    [fromHashes, toHashes] = [toHashes, fromHashes];
+    [fromRanks, toRanks] = [toRanks, fromRanks];
+  }
+  return [fromHashes, fromRanks];
+}
+
+/**
+ * hashVnodes writes hash(`${i}${id}`) for i in [0, vnodes) into `out`. One key buffer per digit count, with the id
+ * copied in once: the library wants an array of the key's exact length.
+ */
+function hashVnodes(id: Uint8Array, vnodes: number, hash: HashFn, out: Uint32Array): void {
+  let digits = 1;
+  let key = new Uint8Array(digits + id.length);
+  key.set(id, digits);
+  for (let i = 0, nextPower = 10; i < vnodes; i++) {
+    if (i === nextPower) {
+      digits++;
+      nextPower *= 10;
+      key = new Uint8Array(digits + id.length);
+      key.set(id, digits);
+    }
+    for (let value = i, d = digits - 1; d >= 0; d--, value = Math.floor(value / 10)) key[d] = 0x30 + (value % 10);
+    out[i] = hash(key);
+  }
+}
+
+function createRing(nodes: readonly Node[], vnodes: number, hashes: Uint32Array, owners: Uint32Array): Ring {
+  const points = hashes.length;
+  const lookup = (keyHash: number): Node | undefined => {
+    if (points === 0) return undefined;
+    // First point strictly greater than the key's hash; past the end wraps to the first.
+    let lo = 0;
+    let hi = points;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((hashes[mid] as number) > keyHash) hi = mid;
+      else lo = mid + 1;
+    }
+    return nodes[owners[lo === points ? 0 : lo] as number];
+  };
+  const shares = (): readonly number[] => {
+    const result = new Array<number>(nodes.length).fill(0);
+    for (let i = 0; i < points; i++) {
+      const previous = i === 0 ? (hashes[points - 1] as number) - 2 ** 32 : (hashes[i - 1] as number);
+      const owner = owners[i] as number;
+      result[owner] = (result[owner] as number) + ((hashes[i] as number) - previous) / 2 ** 32;
+    }
+    return result;
+  };
+  return Object.freeze({ nodes, vnodes, points, lookup, shares });
+}

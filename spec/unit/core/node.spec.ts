@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { parseNodeUrl, sameMembers } from '../../../lib/core/node';
+
+describe('parseNodeUrl', () => {
+  const good: [string, string, string][] = [
+    ['http://10.0.0.1:9091', '10.0.0.1:9091', 'http://10.0.0.1:9091'],
+    ['10.0.0.1:9091', '10.0.0.1:9091', 'http://10.0.0.1:9091'],
+    ['http://pgw.example', 'pgw.example:80', 'http://pgw.example:80'],
+    ['https://pgw.example/', 'pgw.example:443', 'https://pgw.example:443'],
+    ['https://pgw.example:8443/pgw/', 'pgw.example:8443', 'https://pgw.example:8443/pgw'],
+    ['http://[::1]:9091', '[::1]:9091', 'http://[::1]:9091'],
+    ['HTTP://PGW.example:9091', 'pgw.example:9091', 'http://pgw.example:9091'],
+  ];
+  for (const [input, id, url] of good) {
+    it(`reads ${input}`, () => assert.deepEqual(parseNodeUrl(input), { ok: true, node: { id, url } }));
+  }
+  const bad: [string, RegExp][] = [
+    ['ftp://pgw:21', /scheme must be http or https/],
+    ['http://user:pw@pgw:9091', /no credentials/],
+    ['http://pgw:9091/?a=1', /no credentials, query or fragment/],
+    ['http://pgw:99999', /invalid pushgateway URL/],
+    ['', /invalid pushgateway URL/],
+  ];
+  for (const [input, message] of bad) {
+    it(`rejects ${JSON.stringify(input)}`, () => {
+      const result = parseNodeUrl(input);
+      assert.ok(!result.ok && message.test(result.message), JSON.stringify(result));
+    });
+  }
+});
+
+describe('sameMembers', () => {
+  const a = { id: 'a:1', url: 'http://a:1' };
+  const b = { id: 'b:1', url: 'http://b:1' };
+  it('ignores order', () => assert.ok(sameMembers([a, b], [b, a])));
+  it('sees a changed URL', () => assert.ok(!sameMembers([a], [{ id: 'a:1', url: 'https://a:1' }])));
+  it('sees a missing member', () => assert.ok(!sameMembers([a, b], [a])));
+});
