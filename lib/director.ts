@@ -1,0 +1,84 @@
+/**
+ * createDirector wires one director from a Config: placement, discovery, metrics, proxy, push handler, app and
+ * listener. It reads no process globals, so tests can run several in one process; bin/ owns argv, env and signals.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import type { Logger } from 'pino';
+
+import type { Config } from './config';
+import { type Discovery, createDiscovery } from './discovery';
+import { createApp } from './http/app';
+import { type Proxy, createProxy } from './http/proxy';
+import { createPushHandler } from './http/push';
+import { createServer } from './http/server';
+import { type DirectorMetrics, createMetrics } from './metrics';
+import { Placement } from './placement';
+
+/** Director is one running director. */
+export type Director = Readonly<{
+  config: Config;
+  placement: Placement;
+  metrics: DirectorMetrics;
+  server: Server;
+  discovery: Discovery;
+  /** listen starts discovery and the listener; resolves with the bound address. */
+  listen(): Promise<AddressInfo>;
+  /** close stops accepting, lets in-flight requests finish, and stops discovery. */
+  close(): Promise<void>;
+}>;
+
+/** createDirector builds a director without starting it. */
+export function createDirector(config: Config, logger: Logger): Director {
+  const placement = new Placement({
+    vnodes: config.vnodes,
+    hashKey: config.hashKey,
+    ...(config.consul === undefined ? {} : { pendingReason: 'waiting for consul' }),
+  });
+  placement.on('change', (change: { joined: readonly { id: string }[]; left: readonly { id: string }[] }) => {
+    logger.info(
+      {
+        joined: change.joined.map((node) => node.id),
+        left: change.left.map((node) => node.id),
+        members: placement.ring.nodes.length,
+      },
+      'ring changed',
+    );
+  });
+  const metrics = createMetrics(placement);
+  const discovery = createDiscovery(config, placement, metrics, logger);
+  const proxy: Proxy | undefined =
+    config.mode === 'redirect'
+      ? undefined
+      : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes }, metrics, logger);
+  const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
+  const app = createApp({ placement, metrics, logger });
+  const server = createServer({ push, app });
+
+  return Object.freeze({
+    config,
+    placement,
+    metrics,
+    server,
+    discovery,
+    async listen() {
+      discovery.start();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        const { host, port } = config.listen;
+        if (host === undefined) server.listen(port, resolve);
+        else server.listen(port, host, resolve);
+      });
+      return server.address() as AddressInfo;
+    },
+    async close() {
+      await discovery.stop();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      proxy?.close();
+    },
+  });
+}

@@ -1,0 +1,100 @@
+/**
+ * The push handler: a lean `(req, res)` for `/metrics/...` that runs ahead of Express. It decodes the grouping key,
+ * finds the owner on the current ring and answers 307 with a Location on it, or hands the push to the proxy.
+ * Every answer that is not a redirect or a relayed response is one plain-text line in the Pushgateway's words.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+import type { Logger } from 'pino';
+
+import type { PushMode } from '../config';
+import { parseGroupingKey } from '../core/grouping-key';
+import type { Node } from '../core/node';
+import type { DirectorMetrics } from '../metrics';
+import type { Placement } from '../placement';
+import type { Proxy } from './proxy';
+import { sendText } from './text';
+
+/** PushHandlerDeps are what the push handler needs; `proxy` is required unless the mode is `redirect`. */
+export type PushHandlerDeps = Readonly<{
+  placement: Placement;
+  mode: PushMode;
+  proxy: Proxy | undefined;
+  metrics: DirectorMetrics;
+  logger: Logger;
+}>;
+
+/** PushHandler handles one push; `expectingContinue` is true when the client waits for 100 Continue. */
+export type PushHandler = (req: IncomingMessage, res: ServerResponse, expectingContinue?: boolean) => void;
+
+const PUSH_METHODS = 'PUT, POST, DELETE';
+// Anything that is not a visible ASCII character gets percent-encoded in a Location.
+// eslint-disable-next-line no-control-regex
+const UNSAFE_IN_LOCATION = /[^\x21-\x7e]/;
+
+/** followsRedirects tells whether a client is known to re-send a push with its body after a 307 (Go, curl). */
+export function followsRedirects(req: IncomingMessage): boolean {
+  const agent = req.headers['user-agent'];
+  if (agent === undefined || req.headers.authorization !== undefined) return false;
+  return agent.startsWith('Go-http-client/') || agent.startsWith('curl/');
+}
+
+/** locationFor returns the Location of a push on a node: the node URL, then the target exactly as received. */
+export function locationFor(node: Node, target: string): string {
+  if (!UNSAFE_IN_LOCATION.test(target)) return node.url + target;
+  let safe = '';
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    safe += c > 0x20 && c < 0x7f ? target[i] : `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return node.url + safe;
+}
+
+/** createPushHandler returns the handler for push paths. */
+export function createPushHandler(deps: PushHandlerDeps): PushHandler {
+  const { placement, mode, proxy, metrics, logger } = deps;
+  if (mode !== 'redirect' && proxy === undefined) throw new Error(`mode ${mode} needs a proxy`);
+  const debug = logger.isLevelEnabled('debug');
+
+  const reject = (req: IncomingMessage, res: ServerResponse, status: number, message: string): void => {
+    metrics.countPush(req.method ?? '', status === 503 ? 'unavailable' : 'rejected', '');
+    logger.warn({ method: req.method, url: req.url, status, reason: message }, 'push rejected');
+    sendText(res, status, message);
+  };
+
+  return (req, res, expectingContinue = false) => {
+    const target = req.url ?? '';
+    const query = target.indexOf('?');
+    const rawPath = query < 0 ? target : target.slice(0, query);
+    const parsed = parseGroupingKey(rawPath);
+    if (!parsed.ok && parsed.status === 404) return reject(req, res, 404, parsed.message);
+
+    const method = req.method ?? '';
+    if (method !== 'PUT' && method !== 'POST' && method !== 'DELETE') {
+      res.setHeader('Allow', PUSH_METHODS);
+      return reject(req, res, 405, `method ${method} not allowed on push paths (use PUT, POST or DELETE)`);
+    }
+    if (!parsed.ok) return reject(req, res, parsed.status, parsed.message);
+
+    const node = placement.owner(parsed.key, parsed.path);
+    if (node === undefined) {
+      const why = placement.pendingReason;
+      return reject(req, res, 503, why === undefined ? 'no pushgateway nodes available' : `no pushgateway nodes available (${why})`);
+    }
+
+    if (mode === 'redirect' || (mode === 'auto' && followsRedirects(req))) {
+      const headers: Record<string, string> = { Location: locationFor(node, target) };
+      // The client holds its body back until 100 Continue, which it will not get: it may send the body anyway or
+      // not at all, so the connection cannot be reused safely.
+      if (expectingContinue) headers['Connection'] = 'close';
+      res.writeHead(307, headers);
+      res.end();
+      metrics.countPush(method, 'redirected', node.id);
+      if (debug) logger.debug({ method, url: target, node: node.id }, 'push redirected');
+      return;
+    }
+    if (expectingContinue) res.writeContinue();
+    if (debug) logger.debug({ method, url: target, node: node.id }, 'push proxied');
+    (proxy as Proxy).forward(req, res, node);
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * Placement owns the current ring and answers "which node owns this push". A membership change builds the new ring
+ * aside and swaps one reference, so a request that read the ring once sees one consistent ring throughout.
+ */
+import { EventEmitter } from 'node:events';
+
+import type { GroupingKey } from './core/grouping-key';
+import { type HashKeyMode, type KeyHasher, createKeyHasher } from './core/key-hash';
+import { type Node, dedupeNodes, sameMembers } from './core/node';
+import { type Ring, buildRing } from './core/ring';
+
+/** RingChange describes one swap: who joined, who left, and the new ring. */
+export type RingChange = Readonly<{ ring: Ring; joined: readonly Node[]; left: readonly Node[]; at: Date }>;
+
+/** PlacementOptions configures createPlacement. */
+export type PlacementOptions = Readonly<{
+  vnodes: number;
+  hashKey: HashKeyMode;
+  /** Why the ring is empty before the first membership is known (e.g. `waiting for consul`). */
+  pendingReason?: string;
+}>;
+
+/** Placement is the director's one mutable piece of routing state. Emits `change` (RingChange) on every swap. */
+export class Placement extends EventEmitter {
+  /** The current ring. Read it once per request. */
+  ring: Ring;
+  /** Set while the first membership is still unknown; cleared by the first update. */
+  pendingReason: string | undefined;
+  /** When the ring last changed (start-up counts). */
+  changedAt: Date = new Date();
+  /** The hash key mode in force. */
+  readonly hashKey: HashKeyMode;
+  private readonly vnodes: number;
+  private readonly hasher: KeyHasher;
+
+  constructor(options: PlacementOptions) {
+    super();
+    this.vnodes = options.vnodes;
+    this.hashKey = options.hashKey;
+    this.hasher = createKeyHasher(options.hashKey);
+    this.pendingReason = options.pendingReason;
+    this.ring = buildRing([], { vnodes: options.vnodes });
+  }
+
+  /**
+   * update makes `nodes` the members. Builds and swaps a new ring only when the member set changed; returns the
+   * change, or undefined when there was none.
+   */
+  update(nodes: readonly Node[]): RingChange | undefined {
+    const next = dedupeNodes(nodes);
+    const previous = this.ring.nodes;
+    const wasPending = this.pendingReason !== undefined;
+    this.pendingReason = undefined;
+    if (sameMembers(previous, next) && !wasPending) return undefined;
+    const ring = buildRing(next, { vnodes: this.vnodes });
+    const before = new Map(previous.map((node) => [node.id, node.url]));
+    const after = new Map(next.map((node) => [node.id, node.url]));
+    const change: RingChange = {
+      ring,
+      joined: next.filter((node) => before.get(node.id) !== node.url),
+      left: previous.filter((node) => after.get(node.id) !== node.url),
+      at: new Date(),
+    };
+    this.ring = ring;
+    this.changedAt = change.at;
+    this.emit('change', change);
+    return change;
+  }
+
+  /** hash returns the ring hash of a parsed push under the configured hash key mode. */
+  hash(key: GroupingKey, decodedPath: string): number {
+    return this.hasher(key, decodedPath);
+  }
+
+  /** owner returns the node that owns a parsed push on the current ring, or undefined when it is empty. */
+  owner(key: GroupingKey, decodedPath: string): Node | undefined {
+    return this.ring.lookup(this.hasher(key, decodedPath));
+  }
+}
