@@ -1,0 +1,330 @@
+/**
+ * npm run bench: prints the director's numbers next to baselines started in the same run.
+ *   1. lookup ns/op (parse, canonicalise, hash, search) at 10, 100 and 1000 nodes, and ring build time;
+ *   2. balance: max/mean keys per node over 10 nodes and 100k keys;
+ *   3. redirect throughput per CPU-second of the server: the director against a bare node:http 307 server;
+ *   4. proxy throughput per CPU-second: the director in proxy mode against nginx (hash upstream, keep-alive).
+ * It is a benchmark, not a test: it prints numbers and exits 0 unless something could not run.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { parseGroupingKey } from '../lib/core/grouping-key';
+import { createKeyHasher } from '../lib/core/key-hash';
+import { type Node, parseNodeUrl } from '../lib/core/node';
+import { buildRing } from '../lib/core/ring';
+
+const ROOT = join(__dirname, '..', '..');
+const args = new Set(process.argv.slice(2));
+const seconds = Number(process.env['BENCH_SECONDS'] ?? 8);
+
+function nodes(count: number): Node[] {
+  return Array.from({ length: count }, (_, i) => {
+    const result = parseNodeUrl(`http://10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:9091`);
+    if (!result.ok) throw new Error(result.message);
+    return result.node;
+  });
+}
+
+function pushPaths(count: number): string[] {
+  // Realistic grouping keys of about 60 characters: job, instance and one more label.
+  // Flattened, like the strings Node hands over as req.url (template results are rope strings, slower to scan).
+  return Array.from({ length: count }, (_, i) =>
+    `/metrics/job/backup_${i % 97}/instance/host-${i}.dc1.example/shard/${i % 13}`.split("").join(""),
+  );
+}
+
+function micro(): void {
+  console.log('## Ring: build, lookup, balance\n');
+  console.log('| nodes | vnodes | build ms | lookup ns/op (parse + canonicalise + hash + search) |');
+  console.log('|---|---|---|---|');
+  const paths = pushPaths(100_000);
+  const hasher = createKeyHasher('grouping-key');
+  for (const count of [10, 100, 1000]) {
+    const members = nodes(count);
+    buildRing(members); // warm-up
+    const builds: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = process.hrtime.bigint();
+      buildRing(members);
+      builds.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    const ring = buildRing(members);
+    let sink = 0;
+    const lookup = (): void => {
+      for (const path of paths) {
+        const parsed = parseGroupingKey(path);
+        if (parsed.ok) sink ^= ring.lookup(hasher(parsed.key, parsed.path))?.id.length ?? 0;
+      }
+    };
+    lookup();
+    // The median of 7 rounds: this is a shared machine and single rounds wander.
+    const rounds: number[] = [];
+    for (let r = 0; r < 7; r++) {
+      const t0 = process.hrtime.bigint();
+      lookup();
+      rounds.push(Number(process.hrtime.bigint() - t0) / paths.length);
+    }
+    const ns = rounds.sort((a, b) => a - b)[3] as number;
+    builds.sort((a, b) => a - b);
+    console.log(`| ${count} | 500 | ${(builds[2] as number).toFixed(1)} | ${ns.toFixed(0)} |${sink < 0 ? ' ' : ''}`);
+  }
+
+  const members = nodes(10);
+  const ring = buildRing(members);
+  const counts = new Map<string, number>();
+  for (const path of paths) {
+    const parsed = parseGroupingKey(path);
+    if (!parsed.ok) continue;
+    const id = ring.lookup(hasher(parsed.key, parsed.path))?.id ?? '';
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  const values = [...counts.values()];
+  const mean = paths.length / members.length;
+  console.log(`\nbalance, 10 nodes x 500 vnodes, 100k keys: max/mean ${(Math.max(...values) / mean).toFixed(3)}, min/mean ${(Math.min(...values) / mean).toFixed(3)}\n`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+/** cpuSeconds reads a process's user+system CPU time from /proc. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+function which(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const WORK = mkdtempSync(join(tmpdir(), 'pgw-bench-'));
+const LUA = join(WORK, 'push.lua');
+writeFileSync(
+  LUA,
+  `-- POSTs a small body to varied push paths
+wrk.method = "POST"
+wrk.body = "m 1\\n"
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/metrics/job/backup_" .. (i % 97) .. "/instance/host-" .. i .. ".dc1.example")
+end
+`,
+);
+
+type Measured = { requests: number; rps: number; cpu: number; perCpu: number; errors: string };
+
+async function load(port: number, pids: number[], threads: number, connections: number): Promise<Measured> {
+  const before = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const output = await new Promise<string>((resolve, reject) => {
+    const wrk = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '-s', LUA, `http://127.0.0.1:${port}`]);
+    let text = '';
+    wrk.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    wrk.on('error', reject);
+    wrk.on('close', () => resolve(text));
+  });
+  const cpu = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - before;
+  const requests = Number(/(\d+) requests in/.exec(output)?.[1] ?? 0);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? 0);
+  const errors = (/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[0] ?? '') + (/Socket errors:.*/.exec(output)?.[0] ?? '');
+  return { requests, rps, cpu, perCpu: requests / cpu, errors };
+}
+
+function start(command: string, argv: string[]): ChildProcess {
+  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.on('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+const BARE_307 = `
+const http = require('node:http');
+http.createServer((req, res) => {
+  res.writeHead(307, { Location: 'http://10.0.0.1:9091' + req.url });
+  res.end();
+}).listen(Number(process.argv[1]), '127.0.0.1');
+`;
+
+const SINK = `
+const http = require('node:http');
+http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => { res.writeHead(200, { 'Content-Length': 0 }); res.end(); });
+}).listen(Number(process.argv[1]), '127.0.0.1');
+`;
+
+function row(name: string, m: Measured, baseline: Measured): string {
+  return `| ${name} | ${m.rps.toFixed(0)} | ${m.perCpu.toFixed(0)} | ${(m.perCpu / baseline.perCpu).toFixed(2)} | ${m.errors || 'none'} |`;
+}
+
+async function redirectThroughput(): Promise<void> {
+  console.log(`## Redirect throughput (wrk -t2 -c64, ${seconds}s each, POST with a 4-byte body)\n`);
+  const barePort = await freePort();
+  const directorPort = await freePort();
+  const bare = start(process.execPath, ['-e', BARE_307, String(barePort)]);
+  const director = start(process.execPath, [
+    join(ROOT, 'dist', 'bin', 'pgw-director.js'),
+    `--web.listen-address=127.0.0.1:${directorPort}`,
+    ...nodes(10).flatMap((node) => ['--node', node.url]),
+  ]);
+  try {
+    await Promise.all([waitForPort(barePort), waitForPort(directorPort)]);
+    // Warm both up, then alternate so drift on a shared machine hits both alike.
+    await load(barePort, [bare.pid as number], 2, 64);
+    await load(directorPort, [director.pid as number], 2, 64);
+    const bareRuns: Measured[] = [];
+    const directorRuns: Measured[] = [];
+    for (let i = 0; i < 2; i++) {
+      bareRuns.push(await load(barePort, [bare.pid as number], 2, 64));
+      directorRuns.push(await load(directorPort, [director.pid as number], 2, 64));
+    }
+    const sum = (runs: Measured[]): Measured => {
+      const requests = runs.reduce((s, r) => s + r.requests, 0);
+      const cpu = runs.reduce((s, r) => s + r.cpu, 0);
+      return { requests, cpu, rps: runs.reduce((s, r) => s + r.rps, 0) / runs.length, perCpu: requests / cpu, errors: runs.map((r) => r.errors).join('') };
+    };
+    const b = sum(bareRuns);
+    const d = sum(directorRuns);
+    console.log('| server | req/s | req per server CPU-second | ratio to bare node:http |');
+    console.log('|---|---|---|---|');
+    console.log(row('bare node:http 307', b, b));
+    console.log(row('pgw-director, redirect mode, 10 nodes, log level info', d, b));
+    console.log(`\nredirect ratio: ${(d.perCpu / b.perCpu).toFixed(2)} (target >= 0.70)\n`);
+  } finally {
+    await Promise.all([stop(bare), stop(director)]);
+  }
+}
+
+function nginxConfig(port: number, sinks: number[]): string {
+  return `daemon off;
+worker_processes 1;
+pid ${join(WORK, 'nginx.pid')};
+error_log ${join(WORK, 'nginx-error.log')} warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${WORK};
+  proxy_temp_path ${WORK};
+  fastcgi_temp_path ${WORK};
+  uwsgi_temp_path ${WORK};
+  scgi_temp_path ${WORK};
+  upstream pushgateways {
+    hash $request_uri consistent;
+${sinks.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://pushgateways;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}
+
+async function proxyThroughput(): Promise<void> {
+  console.log(`## Proxy throughput (wrk -t1 -c32, ${seconds}s each, to node:http sinks that answer 200 at once)\n`);
+  if (!which('nginx')) {
+    console.log('nginx not found: run scripts/install-e2e-deps.sh (Debian package nginx) for the proxy baseline\n');
+    return;
+  }
+  const sinkPorts = [await freePort(), await freePort(), await freePort()];
+  const sinks = sinkPorts.map((port) => start(process.execPath, ['-e', SINK, String(port)]));
+  const nginxPort = await freePort();
+  const directorPort = await freePort();
+  const conf = join(WORK, 'nginx.conf');
+  writeFileSync(conf, nginxConfig(nginxPort, sinkPorts));
+  const nginx = start('nginx', ['-c', conf, '-p', WORK]);
+  const director = start(process.execPath, [
+    join(ROOT, 'dist', 'bin', 'pgw-director.js'),
+    `--web.listen-address=127.0.0.1:${directorPort}`,
+    '--mode=proxy',
+    ...sinkPorts.flatMap((port) => ['--node', `http://127.0.0.1:${port}`]),
+  ]);
+  try {
+    await Promise.all([...sinkPorts, nginxPort, directorPort].map(waitForPort));
+    const nginxPids = (): number[] => {
+      // The master forks one worker, which does the work.
+      const out = execFileSync('pgrep', ['-P', String(nginx.pid)]).toString().trim().split('\n').map(Number);
+      return [nginx.pid as number, ...out];
+    };
+    await load(nginxPort, nginxPids(), 1, 32);
+    await load(directorPort, [director.pid as number], 1, 32);
+    const n = await load(nginxPort, nginxPids(), 1, 32);
+    const d = await load(directorPort, [director.pid as number], 1, 32);
+    const n2 = await load(nginxPort, nginxPids(), 1, 32);
+    const d2 = await load(directorPort, [director.pid as number], 1, 32);
+    const merge = (a: Measured, b: Measured): Measured => ({
+      requests: a.requests + b.requests,
+      cpu: a.cpu + b.cpu,
+      rps: (a.rps + b.rps) / 2,
+      perCpu: (a.requests + b.requests) / (a.cpu + b.cpu),
+      errors: a.errors + b.errors,
+    });
+    const nm = merge(n, n2);
+    const dm = merge(d, d2);
+    console.log('| proxy | req/s | req per proxy CPU-second | ratio to nginx |');
+    console.log('|---|---|---|---|');
+    console.log(row('nginx, hash $request_uri consistent, keepalive 64', nm, nm));
+    console.log(row('pgw-director, proxy mode', dm, nm));
+    console.log(`\nproxy ratio: ${(dm.perCpu / nm.perCpu).toFixed(2)} (target >= 0.40)\n`);
+  } finally {
+    await Promise.all([...sinks, nginx, director].map(stop));
+  }
+}
+
+async function main(): Promise<void> {
+  const all = args.size === 0;
+  if (all || args.has('ring')) micro();
+  if (!all && !args.has('redirect') && !args.has('proxy')) return;
+  if (!which('wrk')) {
+    console.log('wrk not found: run scripts/install-e2e-deps.sh (Debian package wrk) for the throughput benchmarks');
+    process.exitCode = 1;
+    return;
+  }
+  if (all || args.has('redirect')) await redirectThroughput();
+  if (all || args.has('proxy')) await proxyThroughput();
+}
+
+void main();
