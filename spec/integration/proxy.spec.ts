@@ -1,0 +1,237 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+
+import request from 'supertest';
+
+import { type Backend, startBackend } from '../support/backend';
+import { type TestDirector, directorFromFlags } from '../support/director';
+
+describe('proxy mode', () => {
+  let backend: Backend;
+  let director: TestDirector;
+  before(async () => {
+    backend = await startBackend((req, res, received) => {
+      if (received.url.includes('/status/')) {
+        const status = Number(/\/status\/(\d+)/.exec(received.url)?.[1]);
+        res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'X-From-Node': 'yes' });
+        res.end(`answer ${status}\n`);
+        return;
+      }
+      res.writeHead(200, { 'Content-Length': 0, 'X-From-Node': 'yes' });
+      res.end();
+    });
+    director = directorFromFlags(['--mode=proxy', '--node', `${backend.url}/prefix`]);
+    director.discovery.start();
+  });
+  after(async () => {
+    await director.close();
+    await backend.close();
+  });
+
+  it('forwards method, path as received, query and body, and relays the answer', async () => {
+    const res = await request(director.server)
+      .put('/metrics/job/j/v/a%20b?x=1')
+      .set('Content-Type', 'text/plain; version=0.0.4')
+      .set('Authorization', 'Basic dXNlcjpwYXNz')
+      .send('m 1\n');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['x-from-node'], 'yes');
+    const seen = backend.received.at(-1);
+    assert.ok(seen);
+    assert.equal(seen.method, 'PUT');
+    assert.equal(seen.url, '/prefix/metrics/job/j/v/a%20b?x=1');
+    assert.equal(seen.body, 'm 1\n');
+    assert.equal(seen.headers['content-type'], 'text/plain; version=0.0.4');
+    assert.equal(seen.headers['authorization'], 'Basic dXNlcjpwYXNz');
+    assert.equal(seen.headers['host'], `127.0.0.1:${backend.port}`);
+    assert.equal(seen.headers['x-forwarded-proto'], 'http');
+    assert.match(seen.headers['x-forwarded-host'] as string, /^127\.0\.0\.1:\d+$/);
+    assert.match(seen.headers['x-forwarded-for'] as string, /127\.0\.0\.1$/);
+  });
+
+  for (const status of [202, 400, 401, 405, 500]) {
+    it(`relays a ${status} with its body`, async () => {
+      const res = await request(director.server).post(`/metrics/job/j/status/${status}`).send('m 1\n');
+      assert.equal(res.status, status);
+      assert.equal(res.text, `answer ${status}\n`);
+      assert.equal(res.headers['x-from-node'], 'yes');
+    });
+  }
+
+  it('drops hop-by-hop headers and those named in Connection', async () => {
+    await request(director.server)
+      .post('/metrics/job/hop')
+      .set('Connection', 'keep-alive, X-Secret-Hop')
+      .set('X-Secret-Hop', '1')
+      .set('Keep-Alive', 'timeout=5')
+      .set('TE', 'trailers')
+      .set('Upgrade', 'h2c')
+      .set('Proxy-Authorization', 'Basic eDp5')
+      .set('X-End-To-End', 'kept')
+      .send('m 1\n');
+    const seen = backend.received.at(-1);
+    assert.ok(seen);
+    for (const name of ['x-secret-hop', 'keep-alive', 'te', 'upgrade', 'proxy-authorization']) {
+      assert.equal(seen.headers[name], undefined, name);
+    }
+    assert.equal(seen.headers['x-end-to-end'], 'kept');
+  });
+
+  it('appends to an X-Forwarded-For it was given', async () => {
+    await request(director.server).post('/metrics/job/xff').set('X-Forwarded-For', '203.0.113.7').send('m 1\n');
+    assert.match(backend.received.at(-1)?.headers['x-forwarded-for'] as string, /^203\.0\.113\.7, 127\.0\.0\.1$/);
+  });
+
+  it('streams a 64 MiB body intact', async () => {
+    const chunk = randomBytes(1024 * 1024);
+    const expected = createHash('sha256');
+    for (let i = 0; i < 64; i++) expected.update(chunk);
+    const address = await director.listen();
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request({ port: address.port, method: 'PUT', path: '/metrics/job/big' }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        let sent = 0;
+        Readable.from(
+          (function* () {
+            while (sent++ < 64) yield chunk;
+          })(),
+        ).pipe(req);
+      });
+      assert.equal(status, 200);
+      const seen = backend.received.at(-1);
+      assert.equal(seen?.bytes, 64 * 1024 * 1024);
+      assert.equal(seen?.sha256, expected.digest('hex'));
+    } finally {
+      director.server.close();
+    }
+  });
+});
+
+describe('proxy errors', () => {
+  it('answers 502 naming the node when it refuses the connection', async () => {
+    const closed = await startBackend();
+    await closed.close();
+    const director = directorFromFlags(['--mode=proxy', '--node', closed.url]);
+    director.discovery.start();
+    const res = await request(director.server).put('/metrics/job/j').send('m 1\n');
+    assert.equal(res.status, 502);
+    assert.equal(res.text, `pushgateway "127.0.0.1:${closed.port}" unreachable: ECONNREFUSED\n`);
+    await director.close();
+  });
+
+  it('answers 502 when the node resets the connection', async () => {
+    const backend = await startBackend((req) => req.socket.destroy());
+    const director = directorFromFlags(['--mode=proxy', '--node', backend.url]);
+    director.discovery.start();
+    const res = await request(director.server).put('/metrics/job/j').send('m 1\n');
+    assert.equal(res.status, 502);
+    assert.match(res.text, /^pushgateway "127\.0\.0\.1:\d+" unreachable: ECONNRESET\n$/);
+    await director.close();
+    await backend.close();
+  });
+
+  it('answers 504 naming the node when it sends no headers in time, and never retries elsewhere', async () => {
+    const silent = await startBackend(() => undefined);
+    const other = await startBackend();
+    const director = directorFromFlags(['--mode=proxy', '--proxy.timeout=300ms', '--node', silent.url]);
+    director.discovery.start();
+    const res = await request(director.server).put('/metrics/job/j').send('m 1\n');
+    assert.equal(res.status, 504);
+    assert.equal(res.text, `pushgateway "127.0.0.1:${silent.port}" did not answer within 300ms\n`);
+    assert.equal(silent.received.length, 1);
+    assert.equal(other.received.length, 0);
+    await director.close();
+    await silent.close();
+    await other.close();
+  });
+
+  it('answers 413 before forwarding when Content-Length is over --proxy.max-body', async () => {
+    const backend = await startBackend();
+    const director = directorFromFlags(['--mode=proxy', '--proxy.max-body=1KiB', '--node', backend.url]);
+    director.discovery.start();
+    const res = await request(director.server).put('/metrics/job/j').send('x'.repeat(2000));
+    assert.equal(res.status, 413);
+    assert.equal(res.text, 'push body of 2000 bytes exceeds --proxy.max-body of 1024 bytes\n');
+    assert.equal(backend.received.length, 0);
+    const small = await request(director.server).put('/metrics/job/j').send('m 1\n');
+    assert.equal(small.status, 200);
+    await director.close();
+    await backend.close();
+  });
+
+  it('aborts the upstream request when a chunked body crosses --proxy.max-body', async () => {
+    let aborted = false;
+    const backend = await startBackend();
+    backend.server.on('request', (req: http.IncomingMessage) => req.on('aborted', () => (aborted = true)));
+    const director = directorFromFlags(['--mode=proxy', '--proxy.max-body=64KiB', '--node', backend.url]);
+    const address = await director.listen();
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ port: address.port, method: 'PUT', path: '/metrics/job/j' }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      for (let i = 0; i < 8; i++) req.write(Buffer.alloc(16 * 1024, 0x61));
+      req.end();
+    });
+    assert.equal(status, 413);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(aborted || backend.received.every((r) => r.bytes < 128 * 1024), 'the node received the whole body');
+    await director.close();
+    await backend.close();
+  });
+
+  it('aborts the upstream request when the client goes away', async () => {
+    let upstreamClosed = false;
+    const backend = await startBackend(() => undefined);
+    backend.server.on('request', (req: http.IncomingMessage) => req.socket.on('close', () => (upstreamClosed = true)));
+    const director = directorFromFlags(['--mode=proxy', '--node', backend.url]);
+    const address = await director.listen();
+    const socket = net.connect(address.port, '127.0.0.1');
+    socket.write('PUT /metrics/job/gone HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nm 1\n');
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    socket.destroy();
+    for (let i = 0; i < 40 && !upstreamClosed; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+    assert.ok(upstreamClosed, 'the upstream connection stayed open');
+    await director.close();
+    await backend.close();
+  });
+});
+
+describe('auto mode', () => {
+  let backend: Backend;
+  let director: TestDirector;
+  before(async () => {
+    backend = await startBackend();
+    director = directorFromFlags(['--mode=auto', '--node', backend.url]);
+    director.discovery.start();
+  });
+  after(async () => {
+    await director.close();
+    await backend.close();
+  });
+
+  const cases: [string, Record<string, string>, number][] = [
+    ['redirects Go client_golang', { 'User-Agent': 'Go-http-client/1.1' }, 307],
+    ['redirects curl', { 'User-Agent': 'curl/7.88.1' }, 307],
+    ['proxies curl with credentials, which it would drop', { 'User-Agent': 'curl/7.88.1', Authorization: 'Basic eDp5' }, 200],
+    ['proxies Go with credentials', { 'User-Agent': 'Go-http-client/1.1', Authorization: 'Bearer t' }, 200],
+    ['proxies Python urllib', { 'User-Agent': 'Python-urllib/3.11' }, 200],
+    ['proxies a client with no User-Agent (prom-client)', {}, 200],
+  ];
+  for (const [name, headers, status] of cases) {
+    it(name, async () => {
+      const res = await request(director.server).put('/metrics/job/auto').set(headers).send('m 1\n');
+      assert.equal(res.status, status);
+      if (status === 307) assert.equal(res.headers['location'], `${backend.url}/metrics/job/auto`);
+    });
+  }
+});
