@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 
 import type { Config } from './config';
 import { type Discovery, createDiscovery } from './discovery';
+import type { WatchTuning } from './discovery/consul';
 import { createApp } from './http/app';
 import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
@@ -29,8 +30,11 @@ export type Director = Readonly<{
   close(): Promise<void>;
 }>;
 
+/** DirectorOptions are knobs for tests and tools, not for users. */
+export type DirectorOptions = Readonly<{ consulTuning?: WatchTuning }>;
+
 /** createDirector builds a director without starting it. */
-export function createDirector(config: Config, logger: Logger): Director {
+export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
   const placement = new Placement({
     vnodes: config.vnodes,
     hashKey: config.hashKey,
@@ -47,7 +51,7 @@ export function createDirector(config: Config, logger: Logger): Director {
     );
   });
   const metrics = createMetrics(placement);
-  const discovery = createDiscovery(config, placement, metrics, logger);
+  const discovery = createDiscovery(config, placement, metrics, logger, options.consulTuning);
   const proxy: Proxy | undefined =
     config.mode === 'redirect'
       ? undefined

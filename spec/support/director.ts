@@ -4,7 +4,7 @@
 import { Writable } from 'node:stream';
 
 import { parseConfig, parseFlags } from '../../lib/config';
-import { type Director, createDirector } from '../../lib/director';
+import { type Director, type DirectorOptions, createDirector } from '../../lib/director';
 import { createLogger } from '../../lib/logger';
 
 /** LogSink collects the director's JSON log lines. */
@@ -25,9 +25,13 @@ export class LogSink extends Writable {
 export type TestDirector = Director & { log: LogSink };
 
 /** directorFromFlags builds (but does not start) a director from command-line flags. */
-export function directorFromFlags(flags: readonly string[], env: Record<string, string> = {}): TestDirector {
+export function directorFromFlags(
+  flags: readonly string[],
+  env: Record<string, string> = {},
+  options: DirectorOptions = {},
+): TestDirector {
   const config = parseConfig(parseFlags(['--web.listen-address=127.0.0.1:0', '--log.level=debug', ...flags]).values, env);
   const log = new LogSink();
-  const director = createDirector(config, createLogger(config.logLevel, log));
+  const director = createDirector(config, createLogger(config.logLevel, log), options);
   return { ...director, log };
 }

@@ -1,0 +1,220 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+
+import request from 'supertest';
+
+import { nodesFromEntries } from '../../lib/discovery/consul';
+import { type ConsulDouble, startConsulDouble } from '../support/consul-double';
+import { type TestDirector, directorFromFlags } from '../support/director';
+import { sleep, until } from '../support/wait';
+
+const FAST = { burst: 3, refillMs: 100, backoffBaseMs: 50, backoffMaxMs: 200 };
+
+describe('consul discovery', () => {
+  let consul: ConsulDouble;
+  let director: TestDirector;
+  const start = async (flags: string[] = [], env: Record<string, string> = {}): Promise<void> => {
+    consul ??= await startConsulDouble();
+    director = directorFromFlags([`--consul.address=${consul.address}`, '--consul.wait=2s', ...flags], env, { consulTuning: FAST });
+    director.discovery.start();
+  };
+  const members = (): string[] => director.placement.ring.nodes.map((node) => node.id);
+
+  afterEach(async () => {
+    await director.close();
+    await consul.stop();
+    consul = undefined as unknown as ConsulDouble;
+  });
+
+  it('is not ready, and answers pushes 503, until consul first answers', async () => {
+    consul = await startConsulDouble();
+    consul.fault = 'slow';
+    consul.slowMs = 400;
+    consul.add({ id: 'a', port: 9101 });
+    await start();
+    const push = await request(director.server).put('/metrics/job/j').send('m 1\n');
+    assert.equal(push.status, 503);
+    assert.equal(push.text, 'no pushgateway nodes available (waiting for consul)\n');
+    assert.equal((await request(director.server).get('/-/ready')).status, 503);
+    await until(() => members().length === 1, 'the first answer');
+    assert.equal((await request(director.server).get('/-/ready')).status, 200);
+    assert.equal((await request(director.server).put('/metrics/job/j')).status, 307);
+  });
+
+  it('follows nodes that join, leave and flap, within a blocking query', async () => {
+    consul = await startConsulDouble();
+    consul.add({ id: 'a', port: 9101 });
+    await start();
+    await until(() => members().length === 1, 'a');
+    const before = consul.healthRequests();
+    consul.add({ id: 'b', port: 9102 });
+    await until(() => members().join() === '127.0.0.1:9101,127.0.0.1:9102', 'b joins');
+    consul.setStatus('a', 'critical');
+    await until(() => members().join() === '127.0.0.1:9102', 'a leaves when critical');
+    consul.setStatus('a', 'warning');
+    await sleep(150);
+    assert.deepEqual(members(), ['127.0.0.1:9102'], 'warning is not passing');
+    consul.setStatus('a', 'passing');
+    await until(() => members().length === 2, 'a comes back');
+    consul.remove('b');
+    await until(() => members().join() === '127.0.0.1:9101', 'b deregistered');
+    // Each change wakes the blocked query: a handful of requests, not a poll loop.
+    assert.ok(consul.healthRequests() - before < 15, `${consul.healthRequests() - before} requests`);
+    const joined = director.log.lines.filter((line) => line['msg'] === 'ring changed');
+    assert.ok(joined.some((line) => JSON.stringify(line['joined']) === '["127.0.0.1:9102"]'));
+    assert.ok(joined.some((line) => JSON.stringify(line['left']) === '["127.0.0.1:9101"]'));
+  });
+
+  it('empties the ring when no node passes: 503, not a redirect to a dead node', async () => {
+    consul = await startConsulDouble();
+    consul.add({ id: 'a', port: 9101 });
+    await start();
+    await until(() => members().length === 1, 'a');
+    consul.setStatus('a', 'critical');
+    await until(() => members().length === 0, 'empty ring');
+    const push = await request(director.server).put('/metrics/job/j');
+    assert.equal(push.status, 503);
+    assert.equal(push.text, 'no pushgateway nodes available\n');
+    assert.equal((await request(director.server).get('/-/ready')).status, 503);
+  });
+
+  it('keeps the last good ring while consul is down, then follows it again', async () => {
+    consul = await startConsulDouble();
+    consul.add({ id: 'a', port: 9101 });
+    await start();
+    await until(() => members().length === 1, 'a');
+    await consul.down();
+    await sleep(500);
+    assert.deepEqual(members(), ['127.0.0.1:9101']);
+    assert.equal((await request(director.server).put('/metrics/job/j')).status, 307);
+    consul.add({ id: 'b', port: 9102 });
+    await consul.up();
+    await until(() => members().length === 2, 'b after consul is back');
+    const errors = director.log.lines.filter((line) => String(line['msg']).startsWith('consul unreachable: ECONNREFUSED'));
+    assert.ok(errors.length >= 1, 'the outage was logged');
+    assert.ok(errors.length <= 4, `logged ${errors.length} lines for one outage`);
+    const metrics = await request(director.server).get('/metrics');
+    assert.match(metrics.text, /pgw_director_discovery_errors_total [1-9]/);
+    assert.match(metrics.text, /pgw_director_discovery_up 1/);
+  });
+
+  it('keeps the ring when consul answers 500 or garbage', async () => {
+    consul = await startConsulDouble();
+    consul.add({ id: 'a', port: 9101 });
+    await start();
+    await until(() => members().length === 1, 'a');
+    consul.fault = 'error';
+    consul.bump();
+    await until(() => director.log.lines.some((l) => String(l['msg']).startsWith('consul answered 500')), '500 logged');
+    consul.fault = 'garbage';
+    consul.bump();
+    await until(
+      () => director.log.lines.some((l) => String(l['msg']).startsWith('consul answered with a body that is not valid JSON')),
+      'garbage logged',
+    );
+    assert.deepEqual(members(), ['127.0.0.1:9101']);
+    consul.fault = 'none';
+    consul.add({ id: 'b', port: 9102 });
+    await until(() => members().length === 2, 'b after the faults');
+  });
+
+  it('starts over when the index goes backwards', async () => {
+    consul = await startConsulDouble();
+    consul.index = 100;
+    consul.add({ id: 'a', port: 9101 });
+    await start();
+    await until(() => members().length === 1, 'a');
+    consul.resetIndex(3);
+    await sleep(100);
+    consul.add({ id: 'b', port: 9102 });
+    await until(() => members().length === 2, 'b after the reset');
+    const indexes = consul.requests.filter((r) => r.path.startsWith('/v1/health')).map((r) => r.query.get('index'));
+    assert.ok(indexes.includes('0'), `asked with ${indexes.join(',')}`);
+  });
+
+  it('stays rate-limited when consul answers at once without a change', async () => {
+    consul = await startConsulDouble();
+    consul.add({ id: 'a', port: 9101 });
+    consul.fault = 'instant';
+    await start();
+    await until(() => members().length === 1, 'a');
+    const before = consul.healthRequests();
+    await sleep(1000);
+    const count = consul.healthRequests() - before;
+    // 100ms refill: about 10 a second; a busy loop would make thousands.
+    assert.ok(count >= 5 && count <= 14, `${count} requests in one second`);
+  });
+
+  it('sends the token as X-Consul-Token, and names its source, never its value, on 403', async () => {
+    consul = await startConsulDouble();
+    consul.tokens = new Set(['good-token']);
+    consul.add({ id: 'a', port: 9101 });
+    await start([], { CONSUL_HTTP_TOKEN: 'secret-bad-token' });
+    await until(() => director.log.lines.some((l) => String(l['msg']).includes('403')), '403 logged');
+    const line = director.log.raw.find((l) => l.includes('403')) ?? '';
+    assert.match(line, /consul refused the ACL token \(403; token from CONSUL_HTTP_TOKEN\)/);
+    assert.ok(!director.log.raw.some((l) => l.includes('secret-bad-token')), 'the token was logged');
+    assert.equal(members().length, 0);
+    assert.equal(consul.requests.at(-1)?.token, 'secret-bad-token');
+    await director.close();
+
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-token-'));
+    writeFileSync(join(dir, 'token'), 'good-token\n');
+    await start([`--consul.token-file=${join(dir, 'token')}`]);
+    await until(() => members().length === 1, 'a with a good token');
+    assert.equal(consul.requests.at(-1)?.token, 'good-token');
+  });
+
+  it('filters by tag and asks the datacenter', async () => {
+    consul = await startConsulDouble();
+    consul.add({ id: 'a', port: 9101, tags: ['prod'] });
+    consul.add({ id: 'b', port: 9102, tags: ['staging'] });
+    await start(['--consul.tag=prod', '--consul.datacenter=eu1']);
+    await until(() => members().length === 1, 'a');
+    assert.deepEqual(members(), ['127.0.0.1:9101']);
+    const last = consul.requests.at(-1);
+    assert.equal(last?.query.get('dc'), 'eu1');
+    assert.equal(last?.query.get('tag'), 'prod');
+    assert.equal(last?.query.get('passing'), 'true');
+  });
+
+  it('registers pushgateways, re-asserts them, and deregisters them on exit', async () => {
+    consul = await startConsulDouble();
+    await start(['--consul.register=http://127.0.0.1:9191', '--consul.register-interval=200ms', '--consul.deregister-on-exit']);
+    await until(() => consul.services.has('127.0.0.1_9191'), 'registered');
+    const entry = consul.services.get('127.0.0.1_9191');
+    assert.equal(entry?.name, 'pushgateway');
+    assert.equal(entry?.port, 9191);
+    assert.equal(entry?.check?.http, 'http://127.0.0.1:9191/-/healthy');
+    consul.remove('127.0.0.1_9191');
+    await until(() => consul.services.has('127.0.0.1_9191'), 're-registered after being reaped');
+    await director.close();
+    assert.ok(!consul.services.has('127.0.0.1_9191'), 'still registered after exit');
+  });
+});
+
+describe('nodesFromEntries', () => {
+  it('uses the service address, the node address when it is empty, and a url meta over both', () => {
+    const { nodes, skipped } = nodesFromEntries(
+      [
+        { Node: { Node: 'n1', Address: '10.0.0.1' }, Service: { ID: 'a', Address: '10.1.0.1', Port: 9091 } },
+        { Node: { Node: 'n2', Address: '10.0.0.2' }, Service: { ID: 'b', Address: '', Port: 9091 } },
+        { Node: { Node: 'n3', Address: '10.0.0.3' }, Service: { ID: 'c', Address: '', Port: 9091, Meta: { url: 'https://pgw3.example/p' } } },
+        { Node: { Node: 'n4', Address: 'fd00::4' }, Service: { ID: 'd', Address: '', Port: 9091, Meta: null } },
+        { Node: { Node: 'n5' }, Service: { ID: 'e', Address: '', Port: 9091 } },
+      ],
+      'http',
+      '/pgw',
+    );
+    assert.deepEqual(nodes, [
+      { id: '10.1.0.1:9091', url: 'http://10.1.0.1:9091/pgw' },
+      { id: '10.0.0.2:9091', url: 'http://10.0.0.2:9091/pgw' },
+      { id: 'pgw3.example:443', url: 'https://pgw3.example:443/p' },
+      { id: '[fd00::4]:9091', url: 'http://[fd00::4]:9091/pgw' },
+    ]);
+    assert.equal(skipped.length, 1);
+  });
+});

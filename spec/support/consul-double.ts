@@ -1,0 +1,309 @@
+/**
+ * A Consul HTTP API double: the part of Consul the director uses, over real HTTP, with Consul's documented semantics
+ * (api-docs/health.mdx, features/blocking.mdx, agent/service.mdx, agent/check.mdx, api-structure.mdx):
+ * - GET /v1/health/service/:service with `passing`, `tag`, `dc`, and blocking queries: with `index` at or past the
+ *   current X-Consul-Index the request holds until the index moves or `wait` (default 5m, at most 10m) expires,
+ *   plus up to wait/16 of jitter; every answer carries X-Consul-Index.
+ * - PUT /v1/agent/service/register and /v1/agent/service/deregister/:id; HTTP checks really run: 2xx passing,
+ *   429 warning, anything else critical; a new check starts critical.
+ * - ACLs: when tokens are set, a request without a valid X-Consul-Token gets 403.
+ * Faults for specs: `down` (connections refused), `slow`, `garbage` (200 with a body that is not JSON), `error`
+ * (500), `instant` (blocking queries answer at once, index unchanged), and `resetIndex` (the index goes backwards).
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+type Status = 'passing' | 'warning' | 'critical';
+
+/** ServiceEntry is one registered service instance, as the double stores it. */
+export type ServiceEntry = {
+  id: string;
+  name: string;
+  address: string;
+  port: number;
+  tags: string[];
+  meta: Record<string, string>;
+  node: string;
+  nodeAddress: string;
+  status: Status;
+  check?: { http: string; intervalMs: number; timeoutMs: number; timer?: NodeJS.Timeout };
+};
+
+/** Fault is how the double misbehaves, if at all. */
+export type Fault = 'none' | 'slow' | 'garbage' | 'error' | 'instant';
+
+function parseDurationMs(text: string | undefined, fallback: number): number {
+  if (text === undefined || text === '') return fallback;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text);
+  if (!match) return fallback;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's'] ?? 1000;
+  return Number(match[1]) * unit;
+}
+
+function lowerKeys(value: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (value !== null && typeof value === 'object') {
+    for (const [key, child] of Object.entries(value as Record<string, unknown>)) out[key.toLowerCase().replace(/_/g, '')] = child;
+  }
+  return out;
+}
+
+/** ConsulDouble is a running double; change its state and watch the director follow. */
+export class ConsulDouble {
+  index = 1;
+  fault: Fault = 'none';
+  slowMs = 2000;
+  /** Valid ACL tokens; undefined means ACLs are off. */
+  tokens: Set<string> | undefined;
+  readonly services = new Map<string, ServiceEntry>();
+  readonly requests: { method: string; path: string; query: URLSearchParams; token: string | undefined; at: number }[] = [];
+  private server: http.Server;
+  private sockets = new Set<Socket>();
+  private waiters = new Set<() => void>();
+  port = 0;
+
+  constructor() {
+    this.server = this.createServer();
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  private createServer(): http.Server {
+    const server = http.createServer((req, res) => this.handle(req, res));
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    return server;
+  }
+
+  /** start listens on a free port, or on the port it had before `down`. */
+  async start(): Promise<this> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (this.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  /** down stops answering: the port refuses connections until `up`. */
+  async down(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const socket of this.sockets) socket.destroy();
+    });
+    this.server = this.createServer();
+  }
+
+  /** up listens again on the same port. */
+  async up(): Promise<void> {
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    for (const entry of this.services.values()) clearInterval(entry.check?.timer);
+    this.wake();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const socket of this.sockets) socket.destroy();
+    });
+  }
+
+  /** bump records a change: the index moves and blocked queries return. */
+  bump(): void {
+    this.index++;
+    this.wake();
+  }
+
+  /** resetIndex makes the index go backwards, as after a snapshot restore. */
+  resetIndex(to = 1): void {
+    this.index = to;
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  /** add registers (or replaces) a service instance directly, as a Consul agent elsewhere would. */
+  add(entry: Partial<ServiceEntry> & { id: string; port: number }): void {
+    const previous = this.services.get(entry.id);
+    if (previous?.check?.timer) clearInterval(previous.check.timer);
+    this.services.set(entry.id, {
+      name: 'pushgateway',
+      address: '127.0.0.1',
+      tags: [],
+      meta: {},
+      node: 'node-1',
+      nodeAddress: '127.0.0.1',
+      status: 'passing',
+      ...entry,
+    });
+    this.bump();
+  }
+
+  remove(id: string): void {
+    const entry = this.services.get(id);
+    if (entry?.check?.timer) clearInterval(entry.check.timer);
+    if (this.services.delete(id)) this.bump();
+  }
+
+  setStatus(id: string, status: Status): void {
+    const entry = this.services.get(id);
+    if (entry && entry.status !== status) {
+      entry.status = status;
+      this.bump();
+    }
+  }
+
+  /** healthRequests counts the health queries for a service. */
+  healthRequests(service = 'pushgateway'): number {
+    return this.requests.filter((r) => r.path === `/v1/health/service/${service}`).length;
+  }
+
+  private authorized(token: string | undefined): boolean {
+    return this.tokens === undefined || (token !== undefined && this.tokens.has(token));
+  }
+
+  private send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+    res.writeHead(status, { 'Content-Type': status === 200 ? 'application/json' : 'text/plain; charset=utf-8', ...headers });
+    res.end(body);
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://consul');
+    const headerToken = req.headers['x-consul-token'];
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const token = typeof headerToken === 'string' ? headerToken : bearer;
+    this.requests.push({ method: req.method ?? '', path: url.pathname, query: url.searchParams, token, at: Date.now() });
+
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      if (!this.authorized(token)) {
+        this.send(res, 403, token === undefined ? 'Permission denied' : 'ACL not found');
+        return;
+      }
+      const run = (): void => this.route(req.method ?? '', url, Buffer.concat(chunks).toString('utf8'), res);
+      if (this.fault === 'slow') setTimeout(run, this.slowMs);
+      else run();
+    });
+  }
+
+  private route(method: string, url: URL, body: string, res: ServerResponse): void {
+    const health = /^\/v1\/health\/service\/([^/]+)$/.exec(url.pathname);
+    if (method === 'GET' && health) return this.health(decodeURIComponent(health[1] as string), url.searchParams, res);
+    if (method === 'PUT' && url.pathname === '/v1/agent/service/register') return this.register(body, res);
+    const deregister = /^\/v1\/agent\/service\/deregister\/([^/]+)$/.exec(url.pathname);
+    if (method === 'PUT' && deregister) {
+      const id = decodeURIComponent(deregister[1] as string);
+      if (!this.services.has(id)) return this.send(res, 404, `Unknown service ID "${id}". Ensure that the service ID is passed, not the service name.`);
+      this.remove(id);
+      return this.send(res, 200, '');
+    }
+    this.send(res, 404, 'Not Found');
+  }
+
+  private health(service: string, query: URLSearchParams, res: ServerResponse): void {
+    if (this.fault === 'error') return this.send(res, 500, 'rpc error making call: No cluster leader');
+    const asked = Number(query.get('index') ?? '0');
+    const waitMs = Math.min(parseDurationMs(query.get('wait') ?? undefined, 300_000), 600_000);
+    const answer = (): void => {
+      if (res.writableEnded) return;
+      if (this.fault === 'garbage') return this.send(res, 200, '{"this is": not json', { 'X-Consul-Index': String(this.index) });
+      const passing = query.has('passing') && query.get('passing') !== 'false';
+      const tag = query.get('tag');
+      const entries = [...this.services.values()]
+        .filter((e) => e.name === service)
+        .filter((e) => !passing || e.status === 'passing')
+        .filter((e) => tag === null || e.tags.includes(tag))
+        .map((e) => ({
+          Node: { ID: `${e.node}-id`, Node: e.node, Address: e.nodeAddress, Datacenter: query.get('dc') ?? 'dc1', TaggedAddresses: null, Meta: {} },
+          Service: { ID: e.id, Service: e.name, Tags: e.tags, Address: e.address, Meta: e.meta, Port: e.port, Weights: { Passing: 1, Warning: 1 } },
+          Checks: [
+            { Node: e.node, CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'passing', ServiceID: '', ServiceName: '' },
+            { Node: e.node, CheckID: `service:${e.id}`, Name: `Service '${e.name}' check`, Status: e.status, ServiceID: e.id, ServiceName: e.name },
+          ],
+        }));
+      this.send(res, 200, JSON.stringify(entries), { 'X-Consul-Index': String(this.index), 'X-Consul-KnownLeader': 'true' });
+    };
+    if (asked <= 0 || asked < this.index || this.fault === 'instant') return answer();
+    // Blocking query: hold until the index moves past the one asked for, or the wait (plus jitter) runs out.
+    const timer = setTimeout(done, waitMs + Math.random() * (waitMs / 16));
+    const waiters = this.waiters;
+    function done(): void {
+      clearTimeout(timer);
+      waiters.delete(wake);
+      answer();
+    }
+    const wake = (): void => done();
+    waiters.add(wake);
+    res.on('close', () => {
+      clearTimeout(timer);
+      waiters.delete(wake);
+    });
+  }
+
+  private register(body: string, res: ServerResponse): void {
+    let doc: Record<string, unknown>;
+    try {
+      doc = lowerKeys(JSON.parse(body));
+    } catch {
+      return this.send(res, 400, 'Request decode failed: invalid character');
+    }
+    const name = doc['name'];
+    if (typeof name !== 'string' || name === '') return this.send(res, 400, 'Missing service name');
+    const id = typeof doc['id'] === 'string' && doc['id'] !== '' ? doc['id'] : name;
+    const check = lowerKeys(doc['check']);
+    const entry: ServiceEntry = {
+      id,
+      name,
+      address: typeof doc['address'] === 'string' ? doc['address'] : '',
+      port: typeof doc['port'] === 'number' ? doc['port'] : 0,
+      tags: Array.isArray(doc['tags']) ? (doc['tags'] as string[]) : [],
+      meta: (doc['meta'] as Record<string, string> | undefined) ?? {},
+      node: 'node-1',
+      nodeAddress: '127.0.0.1',
+      // agent/check.mdx: a new check starts critical unless told otherwise.
+      status: typeof check['http'] === 'string' ? 'critical' : 'passing',
+    };
+    if (typeof check['http'] === 'string') {
+      const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+      const intervalMs = parseDurationMs(text(check['interval']), 10_000);
+      const timeoutMs = parseDurationMs(text(check['timeout']), 10_000);
+      entry.check = { http: check['http'], intervalMs, timeoutMs };
+    }
+    const previous = this.services.get(id);
+    if (previous?.check?.timer) clearInterval(previous.check.timer);
+    if (previous && previous.check && entry.check && previous.check.http === entry.check.http) entry.status = previous.status;
+    this.services.set(id, entry);
+    if (entry.check) {
+      const probe = (): void => this.probe(entry);
+      entry.check.timer = setInterval(probe, entry.check.intervalMs);
+      entry.check.timer.unref();
+      probe();
+    }
+    this.bump();
+    this.send(res, 200, '');
+  }
+
+  private probe(entry: ServiceEntry): void {
+    const check = entry.check;
+    if (!check) return;
+    const req = http.get(check.http, { timeout: check.timeoutMs }, (answer) => {
+      answer.resume();
+      const code = answer.statusCode ?? 0;
+      this.setStatus(entry.id, code >= 200 && code < 300 ? 'passing' : code === 429 ? 'warning' : 'critical');
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => this.setStatus(entry.id, 'critical'));
+  }
+}
+
+/** startConsulDouble starts a double on a free loopback port. */
+export async function startConsulDouble(): Promise<ConsulDouble> {
+  return new ConsulDouble().start();
+}
