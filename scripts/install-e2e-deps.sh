@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, what the end-to-end suite and the benchmarks run: real Pushgateways, Go with
+# client_golang, Python's prometheus_client, curl, and nginx and wrk for the benchmark baselines.
+# Safe to run again: it does nothing when everything is there.
+set -euo pipefail
+packages=(prometheus-pushgateway golang-go golang-github-prometheus-client-golang-dev python3-prometheus-client curl nginx wrk)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-e2e-deps: all present (${packages[*]})"
+  exit 0
+fi
+echo "install-e2e-deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the packaged services; the suite runs its own on free ports, so stop those if they started.
+for service in prometheus-pushgateway nginx; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+    $sudo systemctl stop "$service" || true
+  fi
+done
+echo "install-e2e-deps: done"
