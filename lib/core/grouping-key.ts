@@ -90,18 +90,22 @@ const BASE64URL = new Int16Array(128).fill(-1);
  * decodeBase64 decodes like the Pushgateway: strip every trailing `=`, then unpadded base64url (Go's
  * `base64.RawURLEncoding`, which skips CR and LF). Returns a byte string, or Go's error text.
  */
-export function decodeBase64(encoded: string): { ok: true; value: string } | { ok: false; message: string } {
+export function decodeBase64(
+  encoded: string,
+): { ok: true; value: string } | { ok: false; message: string; /** What Go returns alongside the error. */ partial: string } {
   let end = encoded.length;
   while (end > 0 && encoded.charCodeAt(end - 1) === 0x3d) end--;
   let out = '';
   let acc = 0;
   let bits = 0;
   let inQuantum = 0;
+  // Go writes a quantum's bytes only once the quantum is complete: on an error, it has the bytes of whole quanta.
+  let whole = '';
   for (let i = 0; i < end; i++) {
     const c = encoded.charCodeAt(i);
     if (c === 0x0a || c === 0x0d) continue;
     const v = c < 128 ? (BASE64URL[c] ?? -1) : -1;
-    if (v < 0) return { ok: false, message: `illegal base64 data at input byte ${i}` };
+    if (v < 0) return { ok: false, message: `illegal base64 data at input byte ${i}`, partial: whole };
     acc = (acc << 6) | v;
     bits += 6;
     inQuantum = (inQuantum + 1) % 4;
@@ -110,8 +114,9 @@ export function decodeBase64(encoded: string): { ok: true; value: string } | { o
       out += String.fromCharCode((acc >> bits) & 0xff);
       acc &= (1 << bits) - 1;
     }
+    if (inQuantum === 0) whole = out;
   }
-  if (inQuantum === 1) return { ok: false, message: `illegal base64 data at input byte ${end - 1}` };
+  if (inQuantum === 1) return { ok: false, message: `illegal base64 data at input byte ${end - 1}`, partial: whole };
   return { ok: true, value: out };
 }
 
@@ -181,16 +186,20 @@ export function parseGroupingKey(rawPath: string): ParseResult {
     fail(400, `path ${quote(path)} is not canonical: "." and ".." segments are not allowed`);
 
   // Indexes into `path` rather than substrings: fewer allocations on the push path.
+  // Checked before anything else, as ServeMux redirects before the router or splitLabels see the path.
+  if (path.indexOf('//') >= 0) return emptySegment();
+  if (path.indexOf('/.') >= 0 && path.split('/').some(isDotSegment)) return dotSegment();
+
   const slash = path.indexOf('/', jobStart);
   const end = path.length;
   let job = path.slice(jobStart, slash < 0 ? end : slash);
   const labelString = (): string => (slash < 0 ? '' : path.slice(slash));
-  if (job === '') return slash === jobStart ? emptySegment() : fail(400, 'job name is required');
-  if (isDotSegment(job)) return dotSegment();
+  if (job === '') return fail(400, 'job name is required');
 
   if (jobIsBase64) {
     const decodedJob = decodeBase64(job);
-    if (!decodedJob.ok) return fail(400, `invalid base64 encoding in job name ${quote(job)}: ${decodedJob.message}`);
+    // The Pushgateway quotes what Go's decoder produced before the error (whole quanta only), not the input.
+    if (!decodedJob.ok) return fail(400, `invalid base64 encoding in job name ${quote(decodedJob.partial)}: ${decodedJob.message}`);
     job = decodedJob.value;
   }
 
@@ -198,16 +207,17 @@ export function parseGroupingKey(rawPath: string): ParseResult {
   // Pairs are kept sorted by name as they arrive (there are few): a repeated name replaces the earlier value.
   const pairs: string[] = [];
   if (slash >= 0 && end - slash > 1) {
+    // Like splitLabels, count the components before reading any: an odd count wins over a bad name.
+    let slashes = 0;
+    for (let i = path.indexOf('/', slash + 1); i >= 0; i = path.indexOf('/', i + 1)) slashes++;
+    if (slashes % 2 === 0) return fail(400, `odd number of components in label string ${quote(labelString())}`);
     // Walk the components without splitting: pairs of (name, value) after the leading slash.
     let at = slash + 1;
     for (;;) {
       const nameEnd = path.indexOf('/', at);
-      if (nameEnd < 0) return fail(400, `odd number of components in label string ${quote(labelString())}`);
       const valueEnd = path.indexOf('/', nameEnd + 1);
       const name = path.slice(at, nameEnd);
       let value = path.slice(nameEnd + 1, valueEnd < 0 ? end : valueEnd);
-      if (name === '' || (value === '' && valueEnd >= 0)) return emptySegment();
-      if (isDotSegment(name) || isDotSegment(value)) return dotSegment();
       const isBase64 = name.endsWith(BASE64_SUFFIX);
       const trimmed = isBase64 ? name.slice(0, -BASE64_SUFFIX.length) : name;
       if (!isLabelName(trimmed)) return fail(400, `improper label name ${quote(trimmed)}`);

@@ -32,8 +32,12 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Group is one group as a Pushgateway's /api/v1/metrics reports it. */
-export type Group = Readonly<{ labels: Record<string, string>; values: Record<string, string> }>;
+/** Group is one group as a Pushgateway's /api/v1/metrics reports it: its labels, and each family's first sample. */
+export type Group = Readonly<{
+  labels: Record<string, string>;
+  values: Record<string, string>;
+  sampleLabels: Record<string, Record<string, string>>;
+}>;
 
 /** Pushgateway is one running Pushgateway process. */
 export type Pushgateway = Readonly<{
@@ -45,13 +49,19 @@ export type Pushgateway = Readonly<{
   stop(): Promise<void>;
 }>;
 
-/** httpRequest makes one request and collects the answer. */
+/**
+ * httpRequest makes one request and collects the answer. The path goes out byte for byte: a URL string would be
+ * normalised first (WHATWG URL resolves `%2E%2E` and `.` segments), which hides what the server does with them.
+ */
 export function httpRequest(
   url: string,
   options: { method?: string; body?: string; headers?: Record<string, string> } = {},
 ): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  const match = /^http:\/\/([^/:]+):(\d+)(\/.*)?$/.exec(url);
+  if (!match) throw new Error(`httpRequest takes http://host:port/path, got ${url}`);
+  const target = { host: match[1], port: Number(match[2]), path: match[3] ?? '/' };
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers ?? {} }, (res) => {
+    const req = http.request({ ...target, method: options.method ?? 'GET', headers: options.headers ?? {} }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
@@ -102,12 +112,14 @@ export async function startPushgateway(options: { webConfig?: string; authHeader
       const doc = JSON.parse(res.body) as { data: Record<string, unknown>[] };
       return doc.data.map((group) => {
         const values: Record<string, string> = {};
+        const sampleLabels: Record<string, Record<string, string>> = {};
         for (const [name, family] of Object.entries(group)) {
           if (name === 'labels' || name === 'last_push_successful') continue;
-          const metrics = (family as { metrics?: { value?: string }[] }).metrics ?? [];
+          const metrics = (family as { metrics?: { value?: string; labels?: Record<string, string> }[] }).metrics ?? [];
           if (metrics[0]?.value !== undefined) values[name] = metrics[0].value;
+          sampleLabels[name] = metrics[0]?.labels ?? {};
         }
-        return { labels: group['labels'] as Record<string, string>, values };
+        return { labels: group['labels'] as Record<string, string>, values, sampleLabels };
       });
     },
     stop: () =>

@@ -64,7 +64,14 @@ const rejected: Rejected[] = [
     name: 'rejects bad base64 in the job',
     path: '/metrics/job@base64/a*b',
     status: 400,
-    message: 'invalid base64 encoding in job name "a*b": illegal base64 data at input byte 1',
+    // The Pushgateway quotes what Go decoded before the error: nothing here.
+    message: 'invalid base64 encoding in job name "": illegal base64 data at input byte 1',
+  },
+  {
+    name: 'quotes the whole quanta decoded before a base64 error, as Go does',
+    path: '/metrics/job@base64/YWJjZ',
+    status: 400,
+    message: 'invalid base64 encoding in job name "abc": illegal base64 data at input byte 4',
   },
   { name: 'rejects an empty base64 job', path: '/metrics/job@base64/=', status: 400, message: 'job name is required' },
   { name: 'rejects a missing job', path: '/metrics/job/', status: 400, message: 'job name is required' },
