@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 
+import { FALLBACK, fastCanonicalHash } from './core/fast-key';
 import type { GroupingKey } from './core/grouping-key';
 import { type HashKeyMode, type KeyHasher, createKeyHasher } from './core/key-hash';
 import { type Node, dedupeNodes, sameMembers } from './core/node';
@@ -70,6 +71,17 @@ export class Placement extends EventEmitter {
   /** hash returns the ring hash of a parsed push under the configured hash key mode. */
   hash(key: GroupingKey, decodedPath: string): number {
     return this.hasher(key, decodedPath);
+  }
+
+  /**
+   * fastHash returns the ring hash of a plain push path (no escapes, no @base64, nothing the Pushgateway would
+   * refuse) without parsing it into a GroupingKey, or FALLBACK: then parse it and call `hash`.
+   */
+  fastHash(rawPath: string): number {
+    const canonical = fastCanonicalHash(rawPath);
+    if (canonical === FALLBACK || this.hashKey === 'grouping-key') return canonical;
+    // A plain path is its own percent-decoding.
+    return this.hasher({ pairs: [] }, rawPath);
   }
 
   /** owner returns the node that owns a parsed push on the current ring, or undefined when it is empty. */

@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 
 import type { PushMode } from '../config';
+import { FALLBACK } from '../core/fast-key';
 import { parseGroupingKey } from '../core/grouping-key';
 import type { Node } from '../core/node';
 import type { DirectorMetrics } from '../metrics';
@@ -66,17 +67,26 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
     const target = req.url ?? '';
     const query = target.indexOf('?');
     const rawPath = query < 0 ? target : target.slice(0, query);
-    const parsed = parseGroupingKey(rawPath);
-    if (!parsed.ok && parsed.status === 404) return reject(req, res, 404, parsed.message);
-
     const method = req.method ?? '';
-    if (method !== 'PUT' && method !== 'POST' && method !== 'DELETE') {
-      res.setHeader('Allow', PUSH_METHODS);
-      return reject(req, res, 405, `method ${method} not allowed on push paths (use PUT, POST or DELETE)`);
-    }
-    if (!parsed.ok) return reject(req, res, parsed.status, parsed.message);
+    const isPush = method === 'PUT' || method === 'POST' || method === 'DELETE';
 
-    const node = placement.owner(parsed.key, parsed.path);
+    // Plain paths, nearly all pushes, skip building a GroupingKey; the rest, and every refusal, take the full parse.
+    const fast = isPush ? placement.fastHash(rawPath) : FALLBACK;
+    let hash: number;
+    if (fast !== FALLBACK) {
+      hash = fast;
+    } else {
+      const parsed = parseGroupingKey(rawPath);
+      if (!parsed.ok && parsed.status === 404) return reject(req, res, 404, parsed.message);
+      if (!isPush) {
+        res.setHeader('Allow', PUSH_METHODS);
+        return reject(req, res, 405, `method ${method} not allowed on push paths (use PUT, POST or DELETE)`);
+      }
+      if (!parsed.ok) return reject(req, res, parsed.status, parsed.message);
+      hash = placement.hash(parsed.key, parsed.path);
+    }
+
+    const node = placement.ring.lookup(hash);
     if (node === undefined) {
       const why = placement.pendingReason;
       return reject(req, res, 503, why === undefined ? 'no pushgateway nodes available' : `no pushgateway nodes available (${why})`);
