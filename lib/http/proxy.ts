@@ -3,14 +3,14 @@
  * follow a 307 (Python, Node, Ruby, anything sending Authorization). Bodies stream both ways; nothing is buffered
  * whole. A push is never retried on another node: the group would then live on two nodes.
  */
-import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 
 import type { Logger } from 'pino';
 
 import type { Node } from '../core/node';
 import type { DirectorMetrics } from '../metrics';
 import { sendText } from './text';
+import { UpstreamPool } from './upstream';
 
 /** ProxyOptions configures createProxy. */
 export type ProxyOptions = Readonly<{
@@ -49,30 +49,35 @@ function connectionTokens(value: string | undefined): Set<string> | undefined {
   return new Set(value.split(',').map((token) => token.trim().toLowerCase()));
 }
 
-/** forwardHeaders copies the end-to-end request headers and adds X-Forwarded-*. */
-function forwardHeaders(req: IncomingMessage): OutgoingHttpHeaders {
+/**
+ * requestHead renders the request head for the node: the end-to-end headers as received, Host set to the node,
+ * X-Forwarded-* added, and the body's framing (Content-Length as received, or chunked).
+ */
+function requestHead(req: IncomingMessage, path: string, host: string, chunked: boolean): string {
   const listed = connectionTokens(req.headers.connection);
-  const out: OutgoingHttpHeaders = {};
+  let head = `${req.method ?? 'GET'} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const lower = name.toLowerCase();
     if (DROPPED.has(lower) || lower.startsWith('proxy-') || listed?.has(lower) === true) continue;
     if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
-    const existing = out[name];
-    out[name] = existing === undefined ? (raw[i + 1]) : `${String(existing)}, ${raw[i + 1] as string}`;
+    head += `${name}: ${raw[i + 1] as string}\r\n`;
   }
   const client = req.socket.remoteAddress ?? '';
   const prior = req.headers['x-forwarded-for'];
-  out['X-Forwarded-For'] = prior === undefined ? client : `${String(prior)}, ${client}`;
-  out['X-Forwarded-Proto'] = 'encrypted' in req.socket && req.socket.encrypted === true ? 'https' : 'http';
-  if (req.headers.host !== undefined) out['X-Forwarded-Host'] = req.headers.host;
-  return out;
+  head += `X-Forwarded-For: ${prior === undefined ? client : `${String(prior)}, ${client}`}\r\n`;
+  head += `X-Forwarded-Proto: ${'encrypted' in req.socket && req.socket.encrypted === true ? 'https' : 'http'}\r\n`;
+  if (req.headers.host !== undefined) head += `X-Forwarded-Host: ${req.headers.host}\r\n`;
+  if (chunked) head += 'Transfer-Encoding: chunked\r\n';
+  return `${head}\r\n`;
 }
 
 /** responseHeaders copies the node's end-to-end response headers. */
-function responseHeaders(headers: IncomingHttpHeaders, rawHeaders: readonly string[]): OutgoingHttpHeaders {
-  const listed = connectionTokens(headers.connection);
+function responseHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
+  let connection: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).toLowerCase() === 'connection') connection = rawHeaders[i + 1];
+  const listed = connectionTokens(connection);
   const out: OutgoingHttpHeaders = {};
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
@@ -89,18 +94,27 @@ function describeError(error: NodeJS.ErrnoException): string {
   return error.code ?? error.message;
 }
 
+/** A body up to this size is gathered and sent with the head in one write; larger ones stream. */
+const SMALL_BODY_BYTES = 64 * 1024;
+
+type Target = Readonly<{ pool: UpstreamPool; prefix: string; host: string }>;
+
 /** createProxy returns a proxy with one keep-alive pool per node. */
 export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, logger: Logger): Proxy {
-  const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 64, scheduling: 'lifo' as const };
-  const httpAgent = new http.Agent(agentOptions);
-  const httpsAgent = new https.Agent(agentOptions);
-  const targets = new Map<string, Readonly<{ url: URL; prefix: string }>>();
+  const targets = new Map<string, Target>();
 
-  const targetOf = (node: Node): Readonly<{ url: URL; prefix: string }> => {
+  const targetOf = (node: Node): Target => {
     let target = targets.get(node.url);
     if (target === undefined) {
       const url = new URL(node.url);
-      target = { url, prefix: url.pathname === '/' ? '' : url.pathname };
+      const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+      const secure = url.protocol === 'https:';
+      const port = Number(url.port === '' ? (secure ? 443 : 80) : url.port);
+      target = {
+        pool: new UpstreamPool(hostname, port, secure, options.maxFreeSockets ?? 64),
+        prefix: url.pathname === '/' ? '' : url.pathname,
+        host: url.host,
+      };
       targets.set(node.url, target);
     }
     return target;
@@ -109,93 +123,106 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
   const forward = (req: IncomingMessage, res: ServerResponse, node: Node): void => {
     const method = req.method ?? '';
     const declared = req.headers['content-length'];
-    if (options.maxBodyBytes > 0 && declared !== undefined && Number(declared) > options.maxBodyBytes) {
+    const length = declared === undefined ? undefined : Number(declared);
+    if (options.maxBodyBytes > 0 && length !== undefined && length > options.maxBodyBytes) {
       metrics.countPush(method, 'rejected', node.id);
       res.setHeader('Connection', 'close');
       sendText(res, 413, `push body of ${declared} bytes exceeds --proxy.max-body of ${options.maxBodyBytes} bytes`);
       return;
     }
 
-    const { url, prefix } = targetOf(node);
+    const target = targetOf(node);
+    const chunked = length === undefined && req.headers['transfer-encoding'] !== undefined;
     const started = process.hrtime.bigint();
     let settled = false;
-    const upstream = (url.protocol === 'https:' ? https : http).request({
-      agent: url.protocol === 'https:' ? httpsAgent : httpAgent,
-      protocol: url.protocol,
-      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-      port: url.port,
-      method,
-      path: prefix + (req.url ?? ''),
-      headers: { ...forwardHeaders(req), Host: url.host },
-    });
 
     const fail = (status: number, message: string): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(timer);
+      exchange.abort();
       metrics.countPush(method, 'upstream_error', node.id);
       logger.error({ method, url: req.url, node: node.id, status }, message);
-      upstream.destroy();
       res.setHeader('Connection', 'close');
       sendText(res, status, message);
+      req.resume();
     };
+
+    const exchange = target.pool.request(method, requestHead(req, target.prefix + (req.url ?? ''), target.host, chunked), chunked, {
+      onHead(head) {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        metrics.observeUpstream(node.id, Number(process.hrtime.bigint() - started) / 1e9);
+        metrics.countPush(method, 'proxied', node.id);
+        res.writeHead(head.status, head.statusMessage, responseHeaders(head.rawHeaders));
+      },
+      onData(chunk) {
+        if (!res.write(chunk)) {
+          exchange.socket.pause();
+          res.once('drain', () => exchange.socket.resume());
+        }
+      },
+      onEnd() {
+        res.end();
+      },
+      onError(error, headStarted) {
+        if (headStarted || settled) {
+          res.destroy();
+          return;
+        }
+        fail(502, `pushgateway ${JSON.stringify(node.id)} unreachable: ${describeError(error)}`);
+      },
+    });
 
     const timer = setTimeout(() => {
       fail(504, `pushgateway ${JSON.stringify(node.id)} did not answer within ${options.timeoutMs}ms`);
     }, options.timeoutMs);
 
-    upstream.on('response', (answer) => {
-      clearTimeout(timer);
-      if (settled) {
-        answer.resume();
-        return;
-      }
-      settled = true;
-      metrics.observeUpstream(node.id, Number(process.hrtime.bigint() - started) / 1e9);
-      metrics.countPush(method, 'proxied', node.id);
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, responseHeaders(answer.headers, answer.rawHeaders));
-      answer.pipe(res);
-      answer.on('error', () => res.destroy());
-    });
-    upstream.on('error', (error: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (settled) {
-        res.destroy();
-        return;
-      }
-      fail(502, `pushgateway ${JSON.stringify(node.id)} unreachable: ${describeError(error)}`);
-    });
-
     // The client went away before the answer was complete: abort the upstream request.
     res.on('close', () => {
       clearTimeout(timer);
-      if (!res.writableFinished) upstream.destroy();
+      if (!res.writableFinished) exchange.abort();
     });
 
-    if (options.maxBodyBytes > 0) {
-      let received = 0;
-      req.on('data', (chunk: Buffer) => {
-        received += chunk.length;
-        if (received > options.maxBodyBytes) {
-          req.unpipe(upstream);
-          clearTimeout(timer);
-          if (!settled) {
-            settled = true;
-            upstream.destroy();
-            metrics.countPush(method, 'rejected', node.id);
-            res.setHeader('Connection', 'close');
-            sendText(res, 413, `push body exceeds --proxy.max-body of ${options.maxBodyBytes} bytes`);
-          }
-        }
-      });
+    if (length === undefined && !chunked) {
+      exchange.send(undefined);
+      req.resume();
+      return;
     }
-    req.pipe(upstream);
+    if (length !== undefined && length <= SMALL_BODY_BYTES) {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => exchange.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      return;
+    }
+    let received = 0;
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (options.maxBodyBytes > 0 && received > options.maxBodyBytes) {
+        if (!settled) {
+          metrics.countPush(method, 'rejected', node.id);
+          settled = true;
+          clearTimeout(timer);
+          exchange.abort();
+          res.setHeader('Connection', 'close');
+          sendText(res, 413, `push body exceeds --proxy.max-body of ${options.maxBodyBytes} bytes`);
+        }
+        req.pause();
+        return;
+      }
+      if (!exchange.write(chunk)) {
+        req.pause();
+        exchange.socket.once('drain', () => req.resume());
+      }
+    });
+    req.on('end', () => exchange.end());
   };
 
   return Object.freeze({
     forward,
     close() {
-      httpAgent.destroy();
-      httpsAgent.destroy();
+      for (const target of targets.values()) target.pool.close();
     },
   });
 }

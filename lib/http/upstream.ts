@@ -1,0 +1,343 @@
+/**
+ * A lean HTTP/1.1 client for the proxy: one keep-alive pool of raw sockets per node. Node's http.ClientRequest
+ * costs several times what the whole server side of a push costs (measured with `npm run bench`), so the proxy
+ * writes the request head itself and reads the answer with the small response parser below. It speaks exactly what
+ * a Pushgateway needs: one request at a time per connection, Content-Length or chunked bodies both ways.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+
+/** ResponseHead is a parsed status line and header block; `rawHeaders` alternates names and values. */
+export type ResponseHead = Readonly<{ status: number; statusMessage: string; rawHeaders: readonly string[]; keepAlive: boolean }>;
+
+/** ExchangeHandlers receive one response: its head, then its body in chunks, then the end or an error. */
+export type ExchangeHandlers = {
+  onHead(head: ResponseHead): void;
+  onData(chunk: Buffer): void;
+  onEnd(): void;
+  /** `started` is true once the head arrived. */
+  onError(error: NodeJS.ErrnoException, started: boolean): void;
+};
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+class ProtocolError extends Error {
+  code = 'EPROTO';
+}
+
+/**
+ * ResponseParser reads one HTTP/1.1 response from a byte stream. `feed` returns true when the response is complete.
+ */
+class ResponseParser {
+  private state: 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-crlf' | 'trailers' | 'close' | 'done' = 'head';
+  private pending: Buffer | undefined;
+  private remaining = 0;
+  keepAlive = true;
+
+  constructor(
+    private readonly method: string,
+    private readonly handlers: ExchangeHandlers,
+  ) {}
+
+  feed(chunk: Buffer): boolean {
+    let data = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+    this.pending = undefined;
+    while (data.length > 0 && this.state !== 'done') {
+      switch (this.state) {
+        case 'head': {
+          const end = data.indexOf(CRLFCRLF);
+          if (end < 0) {
+            if (data.length > 64 * 1024) throw new ProtocolError('response head over 64 KiB');
+            this.pending = data;
+            return false;
+          }
+          const consumed = this.readHead(data.toString('latin1', 0, end));
+          data = data.subarray(end + 4);
+          if (!consumed) continue; // an interim 1xx answer: the real one follows
+          break;
+        }
+        case 'length': {
+          const take = Math.min(this.remaining, data.length);
+          this.handlers.onData(data.subarray(0, take));
+          this.remaining -= take;
+          data = data.subarray(take);
+          if (this.remaining === 0) this.state = 'done';
+          break;
+        }
+        case 'close':
+          this.handlers.onData(data);
+          return false;
+        case 'chunk-size':
+        case 'chunk-crlf':
+        case 'trailers': {
+          const eol = data.indexOf('\r\n');
+          if (eol < 0) {
+            this.pending = data;
+            return false;
+          }
+          const line = data.toString('latin1', 0, eol);
+          data = data.subarray(eol + 2);
+          if (this.state === 'chunk-crlf') {
+            if (line !== '') throw new ProtocolError('malformed chunk');
+            this.state = 'chunk-size';
+          } else if (this.state === 'trailers') {
+            if (line === '') this.state = 'done';
+          } else {
+            const size = parseInt(line.split(';', 1)[0] as string, 16);
+            if (!Number.isFinite(size) || size < 0) throw new ProtocolError('malformed chunk size');
+            this.remaining = size;
+            this.state = size === 0 ? 'trailers' : 'chunk-data';
+          }
+          break;
+        }
+        case 'chunk-data': {
+          const take = Math.min(this.remaining, data.length);
+          this.handlers.onData(data.subarray(0, take));
+          this.remaining -= take;
+          data = data.subarray(take);
+          if (this.remaining === 0) this.state = 'chunk-crlf';
+          break;
+        }
+      }
+    }
+    if (this.state === 'done') {
+      // One request at a time: bytes past the response mean the connection cannot be trusted again.
+      if (data.length > 0) this.keepAlive = false;
+      this.handlers.onEnd();
+      return true;
+    }
+    return false;
+  }
+
+  /** closed tells the parser the connection ended; true when that completes a read-until-close body. */
+  closed(): boolean {
+    if (this.state === 'close') {
+      this.state = 'done';
+      this.handlers.onEnd();
+      return true;
+    }
+    return this.state === 'done';
+  }
+
+  get started(): boolean {
+    return this.state !== 'head';
+  }
+
+  private readHead(text: string): boolean {
+    const lines = text.split('\r\n');
+    const statusLine = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? '');
+    if (!statusLine) throw new ProtocolError('malformed status line');
+    const status = Number(statusLine[2]);
+    if (status >= 100 && status < 200 && status !== 101) return false;
+    const rawHeaders: string[] = [];
+    let length: number | undefined;
+    let chunked = false;
+    let keepAlive = statusLine[1] === '1';
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i] as string;
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new ProtocolError('malformed header line');
+      const name = line.slice(0, colon);
+      const value = line.slice(colon + 1).trim();
+      rawHeaders.push(name, value);
+      const lower = name.toLowerCase();
+      if (lower === 'content-length') length = Number(value);
+      else if (lower === 'transfer-encoding') chunked = value.toLowerCase().endsWith('chunked');
+      else if (lower === 'connection') {
+        const tokens = value.toLowerCase();
+        if (tokens.includes('close')) keepAlive = false;
+        else if (tokens.includes('keep-alive')) keepAlive = true;
+      }
+    }
+    this.keepAlive = keepAlive;
+    this.handlers.onHead({ status, statusMessage: statusLine[3] ?? '', rawHeaders, keepAlive });
+    if (this.method === 'HEAD' || status === 204 || status === 304) this.state = 'done';
+    else if (chunked) this.state = 'chunk-size';
+    else if (length !== undefined && Number.isSafeInteger(length) && length >= 0) {
+      this.remaining = length;
+      this.state = length === 0 ? 'done' : 'length';
+    } else {
+      this.keepAlive = false;
+      this.state = 'close';
+    }
+    return true;
+  }
+}
+
+/** Exchange is one request in flight: its body goes out through `send` (all at once) or `write`s and `end`. */
+export type Exchange = Readonly<{
+  /** send writes the head and the whole body (possibly empty) in one go, and ends the request. */
+  send(body: Buffer | undefined): void;
+  /** write streams one body chunk (the head goes out first); false asks the caller to wait for 'drain'. */
+  write(chunk: Buffer): boolean;
+  end(): void;
+  abort(): void;
+  /** The connection, to wait for 'drain'. */
+  socket: net.Socket;
+}>;
+
+/** UpstreamPool keeps idle keep-alive connections to one node. */
+export class UpstreamPool {
+  private readonly idle: net.Socket[] = [];
+  /** The listener that drops an idle connection, to remove when it is taken from the pool. */
+  private readonly idleDrops = new WeakMap<net.Socket, () => void>();
+  private closed = false;
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly secure: boolean,
+    private readonly maxIdle = 64,
+  ) {}
+
+  private connect(): net.Socket {
+    const socket = this.secure
+      ? tls.connect({ host: this.host, port: this.port, servername: net.isIP(this.host) === 0 ? this.host : undefined })
+      : net.connect({ host: this.host, port: this.port });
+    socket.setNoDelay(true);
+    return socket;
+  }
+
+  private acquire(): net.Socket {
+    for (;;) {
+      const socket = this.idle.pop();
+      if (socket === undefined) return this.connect();
+      if (!socket.destroyed && socket.writable) return socket;
+    }
+  }
+
+  private release(socket: net.Socket): void {
+    if (this.closed || this.idle.length >= this.maxIdle || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    // While idle, a close or error from the node just drops the connection from the pool.
+    const drop = (): void => {
+      socket.destroy();
+      const at = this.idle.indexOf(socket);
+      if (at >= 0) this.idle.splice(at, 1);
+    };
+    socket.on('close', drop);
+    socket.on('error', drop);
+    socket.on('data', drop);
+    this.idleDrops.set(socket, drop);
+    this.idle.push(socket);
+  }
+
+  /**
+   * request sends a request head (`head` ends with the blank line) and returns the exchange; the body follows
+   * through `write` and `end`. With `chunked`, body chunks are framed here.
+   */
+  request(method: string, head: string, chunked: boolean, handlers: ExchangeHandlers): Exchange {
+    const socket = this.acquire();
+    const drop = this.idleDrops.get(socket);
+    if (drop !== undefined) {
+      socket.off('close', drop);
+      socket.off('error', drop);
+      socket.off('data', drop);
+      this.idleDrops.delete(socket);
+    }
+    const parser = new ResponseParser(method, handlers);
+    let finished = false;
+    const cleanup = (): void => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onClose);
+      socket.off('error', onError);
+    };
+    const fail = (error: NodeJS.ErrnoException): void => {
+      if (finished) return;
+      finished = true;
+      cleanup();
+      socket.destroy();
+      handlers.onError(error, parser.started);
+    };
+    const done = (): void => {
+      finished = true;
+      cleanup();
+      // A node may answer before the body is all sent (an early 4xx): that connection is not reusable.
+      if (parser.keepAlive && requestEnded) this.release(socket);
+      else socket.destroy();
+    };
+    const onData = (chunk: Buffer): void => {
+      try {
+        if (parser.feed(chunk)) done();
+      } catch (error) {
+        fail(error as NodeJS.ErrnoException);
+      }
+    };
+    const onEnd = (): void => {
+      if (parser.closed()) done();
+      else fail(Object.assign(new Error('connection closed before the response was complete'), { code: 'ECONNRESET' }));
+    };
+    const onClose = (): void => onEnd();
+    const onError = (error: NodeJS.ErrnoException): void => fail(error);
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('close', onClose);
+    socket.on('error', onError);
+
+    let requestEnded = false;
+    let headSent = false;
+    // Batch what is written in one tick into one writev.
+    const batch = (): void => {
+      if (socket.writableCorked === 0) {
+        socket.cork();
+        process.nextTick(() => socket.uncork());
+      }
+      if (!headSent) {
+        headSent = true;
+        socket.write(head, 'latin1');
+      }
+    };
+    return {
+      socket,
+      send(body: Buffer | undefined): void {
+        if (!headSent && !chunked) {
+          // Head and body in one buffer, one write: cheaper than a writev of the two.
+          headSent = true;
+          requestEnded = true;
+          const size = Buffer.byteLength(head, 'latin1');
+          const whole = Buffer.allocUnsafe(size + (body?.length ?? 0));
+          whole.write(head, 0, 'latin1');
+          body?.copy(whole, size);
+          socket.write(whole);
+          return;
+        }
+        batch();
+        if (body !== undefined && body.length > 0) {
+          if (chunked) socket.write(`${body.length.toString(16)}\r\n`, 'latin1');
+          socket.write(body);
+          if (chunked) socket.write('\r\n', 'latin1');
+        }
+        this.end();
+      },
+      write(chunk: Buffer): boolean {
+        if (finished || chunk.length === 0) return true;
+        batch();
+        if (!chunked) return socket.write(chunk);
+        socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+        socket.write(chunk);
+        return socket.write('\r\n', 'latin1');
+      },
+      end(): void {
+        if (finished || requestEnded) return;
+        batch();
+        requestEnded = true;
+        if (chunked) socket.write('0\r\n\r\n', 'latin1');
+      },
+      abort(): void {
+        if (finished) return;
+        finished = true;
+        cleanup();
+        socket.destroy();
+      },
+    };
+  }
+
+  /** close drops every idle connection and stops pooling. */
+  close(): void {
+    this.closed = true;
+    for (const socket of this.idle.splice(0)) socket.destroy();
+  }
+}
