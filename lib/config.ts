@@ -72,7 +72,7 @@ type OptionSpec = Readonly<{
 export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'config.file', kind: 'string', help: 'YAML file with the same settings as the flags (flags win).' },
   { flag: 'web.listen-address', kind: 'string', default: ':9292', help: 'Address to listen on for pushes and the API.' },
-  { flag: 'node', kind: 'list', yaml: ['nodes'], help: 'A Pushgateway base URL (repeatable): static nodes.' },
+  { flag: 'node', kind: 'list', yaml: ['nodes'], help: 'A Pushgateway base URL: a static node.' },
   { flag: 'ring.vnodes', kind: 'string', default: String(DEFAULT_VNODES), help: 'Virtual nodes per Pushgateway.' },
   {
     flag: 'hash.key',
@@ -105,7 +105,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     flag: 'consul.register',
     kind: 'list',
-    help: 'A Pushgateway URL to register in Consul (repeatable); re-asserted periodically.',
+    help: 'A Pushgateway URL to register in Consul; re-asserted periodically.',
   },
   { flag: 'consul.register-interval', kind: 'string', default: '30s', help: 'How often registrations are re-asserted.' },
   { flag: 'consul.deregister-on-exit', kind: 'boolean', help: 'Deregister the registered Pushgateways on shutdown.' },
