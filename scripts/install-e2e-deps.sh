@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, what the end-to-end suite and the benchmarks run: real Pushgateways, Go with
-# client_golang, Python's prometheus_client, curl, and nginx and wrk for the benchmark baselines.
+# client_golang, Python's prometheus_client, curl, nginx and wrk for the benchmark baselines, and prometheus
+# for promtool, which checks docs/alerts.yml.
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
-packages=(prometheus-pushgateway golang-go golang-github-prometheus-client-golang-dev python3-prometheus-client curl nginx wrk)
+packages=(prometheus-pushgateway golang-go golang-github-prometheus-client-golang-dev python3-prometheus-client curl nginx wrk prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -18,7 +19,7 @@ sudo=""
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged services; the suite runs its own on free ports, so stop those if they started.
-for service in prometheus-pushgateway nginx; do
+for service in prometheus-pushgateway nginx prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
     $sudo systemctl stop "$service" || true
   fi

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+
+import request from 'supertest';
+
+import { type TestDirector, directorFromFlags } from '../support/director';
+
+const BIN = join(__dirname, '..', '..', 'bin', 'pgw-director.js');
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : Number((error as { code?: number }).code ?? 1), stdout, stderr });
+    });
+  });
+}
+
+describe('inspection endpoints', () => {
+  let director: TestDirector;
+  before(() => {
+    director = directorFromFlags(['--node', 'http://10.0.0.1:9091', '--node', 'http://10.0.0.2:9091', '--ring.vnodes=100']);
+    director.discovery.start();
+  });
+
+  it('describes the ring', async () => {
+    const res = await request(director.server).get('/api/v1/ring');
+    assert.equal(res.status, 200);
+    const data = (res.body as { data: { members: { id: string; url: string; share: number }[]; vnodes: number; hash_key: string; last_change: string } }).data;
+    assert.deepEqual(
+      data.members.map((m) => [m.id, m.url]),
+      [
+        ['10.0.0.1:9091', 'http://10.0.0.1:9091'],
+        ['10.0.0.2:9091', 'http://10.0.0.2:9091'],
+      ],
+    );
+    assert.ok(Math.abs(data.members.reduce((sum, m) => sum + m.share, 0) - 1) < 1e-9);
+    assert.ok(data.members.every((m) => m.share > 0.3 && m.share < 0.7));
+    assert.equal(data.vnodes, 100);
+    assert.equal(data.hash_key, 'grouping-key');
+    assert.ok(!Number.isNaN(Date.parse(data.last_change)));
+  });
+
+  it('looks a path up: labels, canonical key, owner', async () => {
+    const res = await request(director.server).get('/api/v1/lookup').query({ path: '/metrics/job@base64/YQ/y/2/x/1' });
+    assert.equal(res.status, 200);
+    const data = (res.body as { data: Record<string, unknown> }).data;
+    assert.deepEqual(data['labels'], { job: 'a', x: '1', y: '2' });
+    assert.equal(data['canonical_key'], 'job\\xffa\\xffx\\xff1\\xffy\\xff2\\xff');
+    const push = await request(director.server).put('/metrics/job/a/x/1/y/2');
+    assert.equal(`${(data['node'] as { url: string }).url}/metrics/job/a/x/1/y/2`, push.headers['location']);
+  });
+
+  it('answers a bad lookup with 400 and the parser message', async () => {
+    const res = await request(director.server).get('/api/v1/lookup').query({ path: '/metrics/job/a/__x/1' });
+    assert.equal(res.status, 400);
+    assert.deepEqual(res.body, { status: 'error', errorType: 'bad_data', error: 'improper label name "__x"' });
+    const missing = await request(director.server).get('/api/v1/lookup');
+    assert.equal(missing.status, 400);
+  });
+
+  it('is read-only', async () => {
+    for (const path of ['/api/v1/ring', '/api/v1/lookup']) {
+      assert.equal((await request(director.server).post(path)).status, 404);
+      assert.equal((await request(director.server).delete(path)).status, 404);
+    }
+  });
+
+  it('counts pushes by method, outcome and node on /metrics', async () => {
+    await request(director.server).put('/metrics/job/counted');
+    await request(director.server).put('/metrics/job/counted');
+    await request(director.server).delete('/metrics/job/counted');
+    await request(director.server).put('/metrics/job/counted/x');
+    const owner = (await request(director.server).get('/api/v1/lookup').query({ path: '/metrics/job/counted' })).body as { data: { node: { id: string } } };
+    const text = (await request(director.server).get('/metrics')).text;
+    assert.match(text, new RegExp(`pgw_director_pushes_total\\{method="PUT",outcome="redirected",node="${owner.data.node.id}"\\} [2-9]`));
+    assert.match(text, new RegExp(`pgw_director_pushes_total\\{method="DELETE",outcome="redirected",node="${owner.data.node.id}"\\} 1`));
+    assert.match(text, /pgw_director_pushes_total\{method="PUT",outcome="rejected",node=""\} [1-9]/);
+    assert.match(text, /^pgw_director_ring_members 2$/m);
+    assert.match(text, /^pgw_director_ring_vnodes 100$/m);
+    assert.match(text, /^pgw_director_build_info\{version="\d+\.\d+\.\d+",nodejs_version="v\d+/m);
+    assert.match(text, /^process_cpu_seconds_total /m);
+    assert.match(text, /^nodejs_eventloop_lag_seconds /m);
+  });
+
+  it('counts ring changes', async () => {
+    director.placement.update([{ id: '10.0.0.3:9091', url: 'http://10.0.0.3:9091' }]);
+    const text = (await request(director.server).get('/metrics')).text;
+    assert.match(text, /^pgw_director_ring_changes_total 2$/m);
+    assert.match(text, /^pgw_director_ring_members 1$/m);
+  });
+});
+
+describe('pgw-director lookup and ring', () => {
+  const nodes = ['--node', '1.1.1.1:9091', '--node', '1.1.1.2:9091'];
+
+  it('prints each path with its owner, with the old Go director placement under --hash.key=path', async () => {
+    const result = await cli(['lookup', '--hash.key=path', ...nodes, '/metrics/job/job_a', '/metrics/job/job_c', '/metrics/job/job_a/tag_a/value_b']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(
+      result.stdout,
+      [
+        '/metrics/job/job_a\thttp://1.1.1.1:9091',
+        '/metrics/job/job_c\thttp://1.1.1.2:9091',
+        '/metrics/job/job_a/tag_a/value_b\thttp://1.1.1.2:9091',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('agrees with the server, and reports bad paths with exit status 1', async () => {
+    const director = directorFromFlags(nodes);
+    director.discovery.start();
+    const push = await request(director.server).put('/metrics/job/a/x/1');
+    const result = await cli(['lookup', ...nodes, '/metrics/job/a/x/1', '/metrics/job/a/x']);
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, `/metrics/job/a/x/1\t${(push.headers['location'] as string).replace('/metrics/job/a/x/1', '')}\n`);
+    assert.equal(result.stderr, '/metrics/job/a/x\terror: odd number of components in label string "/x"\n');
+  });
+
+  it('prints the members and their shares', async () => {
+    const result = await cli(['ring', ...nodes]);
+    assert.equal(result.code, 0);
+    const lines = result.stdout.trim().split('\n');
+    assert.equal(lines.length, 2);
+    assert.match(lines[0] as string, /^1\.1\.1\.1:9091\thttp:\/\/1\.1\.1\.1:9091\t\d+\.\d\d%$/);
+  });
+
+  it('exits 2 with a clear message on a bad flag or config', async () => {
+    for (const args of [['--ring.vnodes=zero'], ['--mode=teleport'], ['--node', 'ftp://x:1'], ['--config.file=/nonexistent.yml'], ['--bogus']]) {
+      const result = await cli(args);
+      assert.equal(result.code, 2, args.join(' '));
+      assert.match(result.stderr, /^pgw-director: .+\nRun "pgw-director --help" for the flags\.\n$/);
+    }
+  });
+});
