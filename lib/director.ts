@@ -13,7 +13,7 @@ import type { WatchTuning } from './discovery/consul';
 import { createApp } from './http/app';
 import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
-import { createServer } from './http/server';
+import { type ServerTimeouts, createServer } from './http/server';
 import { type DirectorMetrics, createMetrics } from './metrics';
 import { Placement } from './placement';
 
@@ -31,7 +31,7 @@ export type Director = Readonly<{
 }>;
 
 /** DirectorOptions are knobs for tests and tools, not for users. */
-export type DirectorOptions = Readonly<{ consulTuning?: WatchTuning }>;
+export type DirectorOptions = Readonly<{ consulTuning?: WatchTuning; serverTimeouts?: ServerTimeouts }>;
 
 /** createDirector builds a director without starting it. */
 export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
@@ -58,7 +58,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
       : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes }, metrics, logger);
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
   const app = createApp({ placement, metrics, logger });
-  const server = createServer({ push, app });
+  const server = createServer({ push, app }, options.serverTimeouts);
 
   return Object.freeze({
     config,

@@ -42,6 +42,59 @@ export function toText(byteString: string): string {
   return new TextDecoder('utf-8').decode(bytes);
 }
 
+/**
+ * isValidUtf8 tells whether a byte string is well-formed UTF-8: no overlong forms, no surrogates, nothing past
+ * U+10FFFF (RFC 3629), which is what the Pushgateway's consistency check demands of label values.
+ */
+export function isValidUtf8(byteString: string): boolean {
+  const n = byteString.length;
+  for (let i = 0; i < n; i++) {
+    const c = byteString.charCodeAt(i);
+    if (c < 0x80) continue;
+    let need: number;
+    let min: number;
+    let cp: number;
+    if (c >= 0xc2 && c <= 0xdf) [need, min, cp] = [1, 0x80, c & 0x1f];
+    else if (c >= 0xe0 && c <= 0xef) [need, min, cp] = [2, 0x800, c & 0x0f];
+    else if (c >= 0xf0 && c <= 0xf4) [need, min, cp] = [3, 0x10000, c & 0x07];
+    else return false;
+    if (i + need >= n) return false;
+    for (let k = 1; k <= need; k++) {
+      const cc = byteString.charCodeAt(i + k);
+      if (Number.isNaN(cc) || (cc & 0xc0) !== 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += need;
+  }
+  return true;
+}
+
+/** quoteBytes quotes a byte string like Go's %q: valid UTF-8 as text, other bytes as \xNN. */
+export function quoteBytes(byteString: string): string {
+  let out = '"';
+  for (let i = 0; i < byteString.length; i++) {
+    const c = byteString.charCodeAt(i);
+    if (c === 0x22 || c === 0x5c) out += `\\${byteString[i] as string}`;
+    else if (c >= 0x20 && c < 0x7f) out += byteString[i] as string;
+    else if (c === 0x0a) out += '\\n';
+    else if (c === 0x09) out += '\\t';
+    else if (c === 0x0d) out += '\\r';
+    else if (c >= 0x80) {
+      let length = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+      const sequence = byteString.slice(i, i + length);
+      if (length > 1 && sequence.length === length && isValidUtf8(sequence)) {
+        out += toText(sequence);
+        i += length - 1;
+      } else {
+        length = 1;
+        out += `\\x${c.toString(16).padStart(2, '0')}`;
+      }
+    } else out += `\\x${c.toString(16).padStart(2, '0')}`;
+  }
+  return `${out}"`;
+}
+
 /** toDisplayLabels returns the key's labels as a plain object of UTF-8 text (invalid bytes become U+FFFD). */
 export function toDisplayLabels(key: GroupingKey): Record<string, string> {
   const labels: Record<string, string> = {};
@@ -139,6 +192,28 @@ function isDotSegment(segment: string): boolean {
   return segment.length <= 2 && (segment === '.' || segment === '..');
 }
 
+// Up to this many label pairs are kept sorted as they come; past it (hostile input: thousands of labels), the rest
+// are appended and everything is sorted once, so a request costs O(n log n), not O(n^2).
+const MANY_PAIRS = 32;
+
+/** sortPairs sorts flat pairs by name, stably, and keeps the last value of each name. */
+function sortPairs(pairs: string[]): void {
+  const indexes = Array.from({ length: pairs.length / 2 }, (_, i) => i);
+  indexes.sort((a, b) => {
+    const x = pairs[a * 2] as string;
+    const y = pairs[b * 2] as string;
+    return x < y ? -1 : x > y ? 1 : a - b;
+  });
+  const sorted: string[] = [];
+  for (let k = 0; k < indexes.length; k++) {
+    const i = indexes[k] as number;
+    const next = indexes[k + 1];
+    if (next !== undefined && pairs[next * 2] === pairs[i * 2]) continue;
+    sorted.push(pairs[i * 2] as string, pairs[i * 2 + 1] as string);
+  }
+  pairs.splice(0, pairs.length, ...sorted);
+}
+
 /** setSorted sets name=value in flat pairs kept sorted bytewise by name. */
 function setSorted(pairs: string[], name: string, value: string): void {
   let at = pairs.length;
@@ -228,12 +303,21 @@ export function parseGroupingKey(rawPath: string): ParseResult {
         }
         value = decodedValue.value;
       }
-      setSorted(pairs, trimmed, value);
+      if (pairs.length < MANY_PAIRS * 2) setSorted(pairs, trimmed, value);
+      else pairs.push(trimmed, value);
       if (valueEnd < 0) break;
       at = valueEnd + 1;
     }
   }
+  if (pairs.length > MANY_PAIRS * 2) sortPairs(pairs);
   if (job === '') return fail(400, 'job name is required');
+  // The Pushgateway takes such a key, then fails the push's consistency check but keeps a group whose labels are
+  // not UTF-8, which breaks every later push of the same metric names on that node: refuse it here instead.
+  if (!isValidUtf8(job)) return fail(400, `job name ${quoteBytes(job)} is not valid UTF-8`);
+  for (let i = 0; i < pairs.length; i += 2) {
+    const value = pairs[i + 1] as string;
+    if (!isValidUtf8(value)) return fail(400, `label ${pairs[i] as string} has a value that is not valid UTF-8: ${quoteBytes(value)}`);
+  }
   // The path's job always wins over a `job` pair in the label part.
   setSorted(pairs, 'job', job);
 

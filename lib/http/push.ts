@@ -51,6 +51,20 @@ export function locationFor(node: Node, target: string): string {
   return node.url + safe;
 }
 
+const SMALL_BODY_BYTES = 64 * 1024;
+/**
+ * MAX_TARGET_BYTES bounds a push's path and query. The Pushgateway has no bound of its own below Go's 1 MiB of
+ * headers, but no grouping key needs 8 KiB, and a Location that long breaks clients and proxies on the way back.
+ */
+export const MAX_TARGET_BYTES = 8192;
+
+function hasPendingBody(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  if (length !== undefined) return Number(length) > SMALL_BODY_BYTES;
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
 /** createPushHandler returns the handler for push paths. */
 export function createPushHandler(deps: PushHandlerDeps): PushHandler {
   const { placement, mode, proxy, metrics, logger } = deps;
@@ -65,6 +79,10 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
 
   return (req, res, expectingContinue = false) => {
     const target = req.url ?? '';
+    if (target.length > MAX_TARGET_BYTES) {
+      res.setHeader('Connection', 'close');
+      return reject(req, res, 414, `push path of ${target.length} bytes is longer than ${MAX_TARGET_BYTES} bytes`);
+    }
     const query = target.indexOf('?');
     const rawPath = query < 0 ? target : target.slice(0, query);
     const method = req.method ?? '';
@@ -93,10 +111,12 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
     }
 
     if (mode === 'redirect' || (mode === 'auto' && followsRedirects(req))) {
-      const headers: Record<string, string> = { Location: locationFor(node, target) };
+      const headers: Record<string, string> = { Location: locationFor(node, target), 'Content-Length': '0' };
       // The client holds its body back until 100 Continue, which it will not get: it may send the body anyway or
-      // not at all, so the connection cannot be reused safely.
-      if (expectingContinue) headers['Connection'] = 'close';
+      // not at all, so the connection cannot be reused safely. A large or open-ended body still on its way would
+      // have to be read and thrown away to reuse the connection: closing it is cheaper, and a client that never
+      // sends the body it announced cannot hold the connection.
+      if (expectingContinue || hasPendingBody(req)) headers['Connection'] = 'close';
       res.writeHead(307, headers);
       res.end();
       metrics.countPush(method, 'redirected', node.id);

@@ -14,6 +14,9 @@ import type { PushHandler } from './push';
  */
 export const SERVER_TIMEOUTS = Object.freeze({ headersTimeoutMs: 10_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 65_000 });
 
+/** ServerTimeouts are the listener's timeouts, in milliseconds. */
+export type ServerTimeouts = Readonly<{ headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number }>;
+
 /** ListenerDeps are the two handlers the listener routes between. */
 export type ListenerDeps = Readonly<{
   push: PushHandler;
@@ -21,13 +24,15 @@ export type ListenerDeps = Readonly<{
 }>;
 
 /** createServer returns the director's http.Server, not yet listening. */
-export function createServer(deps: ListenerDeps): Server {
+export function createServer(deps: ListenerDeps, timeouts: ServerTimeouts = SERVER_TIMEOUTS): Server {
   const { push, app } = deps;
   const server = http.createServer(
     {
-      headersTimeout: SERVER_TIMEOUTS.headersTimeoutMs,
-      requestTimeout: SERVER_TIMEOUTS.requestTimeoutMs,
-      keepAliveTimeout: SERVER_TIMEOUTS.keepAliveTimeoutMs,
+      headersTimeout: timeouts.headersTimeoutMs,
+      requestTimeout: timeouts.requestTimeoutMs,
+      keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+      // Node checks the two timeouts above on this interval (30s by default): check often enough to honour them.
+      connectionsCheckingInterval: Math.min(1000, timeouts.headersTimeoutMs / 4),
     },
     (req, res) => {
       if (isPushPath(req.url ?? '')) push(req, res);

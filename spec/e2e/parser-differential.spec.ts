@@ -68,6 +68,13 @@ describe('the grouping-key parser agrees with a real Pushgateway', () => {
       }
 
       const ours = parseGroupingKey(path);
+      // Not UTF-8: the Pushgateway takes the key, then fails the push (400) but keeps a broken group. The director
+      // refuses such a key outright; both answer 400.
+      const notUtf8 = !ours.ok && ours.message.includes('not valid UTF-8');
+      if (notUtf8 && res.status === 400 && res.body.startsWith('pushed metrics are invalid or inconsistent')) {
+        if (verdict.accepted) await httpRequest(`${pgw.url}${path}`, { method: 'DELETE' });
+        continue;
+      }
       if (verdict.accepted !== ours.ok) {
         disagreements.push(`${path}: pushgateway ${verdict.accepted ? 'accepted' : `refused (${(verdict as { status: number }).status} ${(verdict as { body: string }).body})`}, director ${ours.ok ? 'accepted' : `refused (${ours.status} ${ours.message})`}`);
         continue;

@@ -125,12 +125,36 @@ describe('parseGroupingKey', () => {
     });
   }
 
-  it('keeps invalid UTF-8 bytes exact, so distinct values stay distinct', () => {
-    const a = parseGroupingKey('/metrics/job/a/x/%C0%AF');
-    const b = parseGroupingKey('/metrics/job/a/x/%C0%AE');
-    assert.ok(a.ok && b.ok);
-    assert.deepEqual(a.key.pairs, ['job', 'a', 'x', '\xc0\xaf']);
-    assert.notDeepEqual(a.key.pairs, b.key.pairs);
+  const notUtf8: [string, string][] = [
+    ['/metrics/job/a/x/%C0%AF', 'label x has a value that is not valid UTF-8: "\\xc0\\xaf"'],
+    ['/metrics/job/a/x/%ED%A0%80', 'label x has a value that is not valid UTF-8: "\\xed\\xa0\\x80"'],
+    ['/metrics/job/a/x/%E2%82', 'label x has a value that is not valid UTF-8: "\\xe2\\x82"'],
+    ['/metrics/job/a/x/%F4%90%80%80', 'label x has a value that is not valid UTF-8: "\\xf4\\x90\\x80\\x80"'],
+    ['/metrics/job/a/x@base64/_w', 'label x has a value that is not valid UTF-8: "\\xff"'],
+    ['/metrics/job/%FF', 'job name "\\xff" is not valid UTF-8'],
+  ];
+  for (const [path, message] of notUtf8) {
+    it(`refuses a value that is not UTF-8: ${path}`, () => assert.deepEqual(parseGroupingKey(path), { ok: false, status: 400, message }));
+  }
+
+  it('accepts four-byte UTF-8', () => {
+    const result = parseGroupingKey('/metrics/job/a/x/%F0%9F%98%80');
+    assert.ok(result.ok);
+    assert.deepEqual(toDisplayLabels(result.key), { job: 'a', x: '😀' });
+  });
+
+  it('sorts thousands of labels once, keeping the last of each name', () => {
+    let path = '/metrics/job/j';
+    for (let i = 0; i < 3000; i++) path += `/l${3000 - i}/v${i}`;
+    path += '/l5/last/job/ignored';
+    const result = parseGroupingKey(path);
+    assert.ok(result.ok);
+    const labels = toDisplayLabels(result.key);
+    assert.equal(Object.keys(labels).length, 3001);
+    assert.equal(labels['l5'], 'last');
+    assert.equal(labels['job'], 'j');
+    const names = result.key.pairs.filter((_, i) => i % 2 === 0);
+    assert.deepEqual(names, [...names].sort());
   });
 
   it('reads raw non-ASCII bytes (latin1 code units from Node) like percent-encoded ones', () => {
