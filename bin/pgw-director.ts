@@ -99,7 +99,7 @@ async function main(argv: readonly string[]): Promise<number> {
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
       const force = setTimeout(() => {
         logger.warn('in-flight requests did not finish within 30s; exiting anyway');
-        resolve(0);
+        process.exit(0);
       }, 30_000);
       force.unref();
       director.close().then(

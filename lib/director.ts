@@ -80,7 +80,11 @@ export function createDirector(config: Config, logger: Logger, options: Director
       await discovery.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
+        // A keep-alive connection that finishes its last request becomes idle: close those as they appear, so a
+        // client holding connections open cannot keep the director from exiting.
         server.closeIdleConnections();
+        const sweep = setInterval(() => server.closeIdleConnections(), 100);
+        server.once('close', () => clearInterval(sweep));
       });
       proxy?.close();
     },

@@ -83,6 +83,23 @@ describe('faults', () => {
     assert.equal(new Set(before.map((l) => new URL(l).host)).size, NODES.length);
   });
 
+  it('exits 0 on SIGTERM even while a client holds a keep-alive connection open', async () => {
+    const port = await freePort();
+    const child = await startBin(port, NODES);
+    const net = await import('node:net');
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => {
+      socket.once('data', () => resolve());
+      socket.write('PUT /metrics/job/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n');
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const started = Date.now();
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.ok(Date.now() - started < 3000, `took ${Date.now() - started}ms`);
+    socket.destroy();
+  });
+
   it('agrees with a replica given the same nodes in another order on all of 10,000 keys', async () => {
     const shuffled = [...NODES].sort(() => Math.random() - 0.5);
     const a = directorFromFlags(NODES.flatMap((n) => ['--node', n]));
