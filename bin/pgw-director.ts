@@ -21,12 +21,18 @@ async function waitForMembers(director: Director, timeoutMs: number): Promise<vo
 }
 
 async function runTool(command: string, paths: readonly string[], config: Config): Promise<number> {
-  const director = createDirector(config, createLogger('error'));
+  // `reconcile` logs what it does at the configured level; the other tools print results only.
+  const director = createDirector(config, createLogger(command === 'reconcile' ? config.logLevel : 'error'));
   await waitForMembers(director, 10_000);
   const placement = director.placement;
   if (placement.pendingReason !== undefined) {
     console.error(`pgw-director: no ring members (${placement.pendingReason})`);
     return 1;
+  }
+  if (command === 'reconcile') {
+    const report = await director.reconciler.pass();
+    console.log(JSON.stringify(report));
+    return report.errors === 0 ? 0 : 1;
   }
   if (command === 'ring') {
     const ring = describeRing(placement) as { members: { id: string; url: string; share: number }[] };
@@ -67,8 +73,8 @@ async function main(argv: readonly string[]): Promise<number> {
     positionals = flags.positionals;
     config = parseConfig(flags.values, process.env);
     const command = positionals[0];
-    if (command !== undefined && command !== 'lookup' && command !== 'ring') {
-      throw new ConfigError(`unknown command ${JSON.stringify(command)} (commands: lookup, ring)`);
+    if (command !== undefined && command !== 'lookup' && command !== 'ring' && command !== 'reconcile') {
+      throw new ConfigError(`unknown command ${JSON.stringify(command)} (commands: lookup, ring, reconcile)`);
     }
     if (command !== undefined) return await runTool(command, positionals.slice(1), config);
   } catch (error) {

@@ -57,6 +57,17 @@ export type Config = Readonly<{
   /** Largest push body proxied, in bytes; 0 means no limit. */
   proxyMaxBodyBytes: number;
   consul: ConsulConfig | undefined;
+  reconcile: ReconcileConfig;
+}>;
+
+/** ReconcileConfig configures the reconciler and the group TTL. */
+export type ReconcileConfig = Readonly<{
+  /** Milliseconds between passes; 0: no periodic passes. */
+  intervalMs: number;
+  migrate: boolean;
+  drain: readonly Node[];
+  dryRun: boolean;
+  ttlMs: number | undefined;
 }>;
 
 type OptionSpec = Readonly<{
@@ -109,6 +120,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   { flag: 'consul.register-interval', kind: 'string', default: '30s', help: 'How often registrations are re-asserted.' },
   { flag: 'consul.deregister-on-exit', kind: 'boolean', help: 'Deregister the registered Pushgateways on shutdown.' },
+  {
+    flag: 'reconcile.interval',
+    kind: 'string',
+    help: 'How often misplaced groups are cleaned up (1m with --hash.key=grouping-key); 0 turns it off.',
+  },
+  { flag: 'reconcile.migrate', kind: 'boolean', help: 'Copy a misplaced group to its owner when the owner has no newer copy.' },
+  { flag: 'reconcile.drain', kind: 'list', help: 'A Pushgateway leaving the ring: move all its groups to their owners.' },
+  { flag: 'reconcile.dry-run', kind: 'boolean', help: 'Log what reconciliation would do; change nothing.' },
+  { flag: 'group.ttl', kind: 'string', help: 'Delete groups whose last push is older than this (off by default).' },
   { flag: 'log.level', kind: 'string', default: 'info', help: 'trace, debug, info, warn, error, fatal or silent.' },
   { flag: 'help', kind: 'boolean', help: 'Show this help and exit.' },
   { flag: 'version', kind: 'boolean', help: 'Show the version and exit.' },
@@ -281,6 +301,8 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     throw new ConfigError('--node and --consul.address exclude each other: the ring follows either static nodes or Consul');
   }
 
+  const hashKey = pick('hash.key', str('hash.key') ?? '', HASH_KEY_MODES);
+  const reconcile = parseReconcileConfig(str, list, get, hashKey);
   const proxyTimeoutMs = requireDuration('proxy.timeout', str('proxy.timeout') ?? '10s');
   if (proxyTimeoutMs <= 0) throw new ConfigError('--proxy.timeout must be greater than 0');
   return Object.freeze({
@@ -288,12 +310,39 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     nodes: defaultNode ? parseNodes('node', ['http://127.0.0.1:9091']) : nodes,
     defaultNode,
     vnodes,
-    hashKey: pick('hash.key', str('hash.key') ?? '', HASH_KEY_MODES),
+    hashKey,
     logLevel: pick('log.level', str('log.level') ?? '', LOG_LEVELS),
     mode: pick('mode', str('mode') ?? '', PUSH_MODES),
     proxyTimeoutMs,
     proxyMaxBodyBytes,
     consul,
+    reconcile,
+  });
+}
+
+function parseReconcileConfig(
+  str: (flag: string) => string | undefined,
+  list: (flag: string) => readonly string[],
+  get: (flag: string) => RawValue,
+  hashKey: HashKeyMode,
+): ReconcileConfig {
+  const intervalText = str('reconcile.interval');
+  // A group's owner is only well defined for the canonical key: under --hash.key=path it depends on how each push
+  // was spelled, so reconciliation would move groups the old placement put on purpose.
+  if (hashKey === 'path') {
+    const asked = (intervalText !== undefined && intervalText !== '0') || list('reconcile.drain').length > 0 || get('reconcile.migrate') === true;
+    if (asked) throw new ConfigError('reconciliation needs --hash.key=grouping-key: under --hash.key=path a group has no single owner');
+  }
+  const intervalMs = requireDuration('reconcile.interval', intervalText ?? (hashKey === 'path' ? '0' : '1m'));
+  const ttlText = str('group.ttl');
+  const ttlMs = ttlText === undefined || ttlText === '0' ? undefined : requireDuration('group.ttl', ttlText);
+  if (ttlMs !== undefined && ttlMs < 1000) throw new ConfigError('--group.ttl must be at least 1s');
+  return Object.freeze({
+    intervalMs,
+    migrate: get('reconcile.migrate') === true,
+    drain: parseNodes('reconcile.drain', list('reconcile.drain')),
+    dryRun: get('reconcile.dry-run') === true,
+    ttlMs,
   });
 }
 
@@ -348,7 +397,14 @@ function parseConsulConfig(
 
 /** helpText renders `--help`. */
 export function helpText(): string {
-  const lines = ['usage: pgw-director [flags]', '       pgw-director lookup [flags] PATH...', '       pgw-director ring [flags]', '', 'flags:'];
+  const lines = [
+    'usage: pgw-director [flags]',
+    '       pgw-director lookup [flags] PATH...',
+    '       pgw-director ring [flags]',
+    '       pgw-director reconcile [flags]',
+    '',
+    'flags:',
+  ];
   for (const option of OPTIONS) {
     const value = option.kind === 'boolean' ? '' : '=VALUE';
     const def = option.default !== undefined ? ` (default ${JSON.stringify(option.default)})` : '';

@@ -16,6 +16,7 @@ import { createPushHandler } from './http/push';
 import { type ServerTimeouts, createServer } from './http/server';
 import { type DirectorMetrics, createMetrics } from './metrics';
 import { Placement } from './placement';
+import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
 
 /** Director is one running director. */
 export type Director = Readonly<{
@@ -24,6 +25,7 @@ export type Director = Readonly<{
   metrics: DirectorMetrics;
   server: Server;
   discovery: Discovery;
+  reconciler: Reconciler;
   /** listen starts discovery and the listener; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /** close stops accepting, lets in-flight requests finish, and stops discovery. */
@@ -59,6 +61,27 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
   const app = createApp({ placement, metrics, logger });
   const server = createServer({ push, app }, options.serverTimeouts);
+  const reconciler = createReconciler(
+    placement,
+    { ...config.reconcile, timeoutMs: config.proxyTimeoutMs },
+    createReconcileMetrics(metrics.registry),
+    logger,
+  );
+
+  // Periodic passes, one at a time, only once the ring has members.
+  let reconcileTimer: NodeJS.Timeout | undefined;
+  let reconciling: Promise<unknown> = Promise.resolve();
+  let closed = false;
+  const scheduleReconcile = (): void => {
+    if (config.reconcile.intervalMs <= 0 || closed) return;
+    reconcileTimer = setTimeout(() => {
+      if (placement.pendingReason === undefined && placement.ring.points > 0) {
+        reconciling = reconciler.pass().catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'));
+      }
+      void reconciling.then(scheduleReconcile);
+    }, config.reconcile.intervalMs);
+    reconcileTimer.unref();
+  };
 
   return Object.freeze({
     config,
@@ -66,8 +89,10 @@ export function createDirector(config: Config, logger: Logger, options: Director
     metrics,
     server,
     discovery,
+    reconciler,
     async listen() {
       discovery.start();
+      scheduleReconcile();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         const { host, port } = config.listen;
@@ -77,6 +102,9 @@ export function createDirector(config: Config, logger: Logger, options: Director
       return server.address() as AddressInfo;
     },
     async close() {
+      closed = true;
+      clearTimeout(reconcileTimer);
+      await reconciling;
       await discovery.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
