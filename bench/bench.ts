@@ -357,10 +357,61 @@ async function proxyThroughput(): Promise<void> {
   }
 }
 
+const UPLOADER = `
+const http = require('node:http');
+const [port, count, mib] = process.argv.slice(1).map(Number);
+const chunk = Buffer.alloc(64 * 1024, 0x61);
+let done = 0, failed = 0;
+const agent = new http.Agent({ keepAlive: false, maxSockets: count });
+for (let i = 0; i < count; i++) {
+  const req = http.request({ port, agent, method: 'PUT', path: '/metrics/job/upload/i/' + i, headers: { 'Content-Length': mib * 1024 * 1024 } }, (res) => {
+    res.resume();
+    res.on('end', () => { if (res.statusCode !== 200) failed++; if (++done === count) { console.log(JSON.stringify({ done, failed })); process.exit(0); } });
+  });
+  req.on('error', () => { failed++; if (++done === count) { console.log(JSON.stringify({ done, failed })); process.exit(0); } });
+  let sent = 0;
+  const pump = () => {
+    while (sent < mib * 16) { sent++; if (!req.write(chunk)) return req.once('drain', pump); }
+    req.end();
+  };
+  pump();
+}
+`;
+
+async function proxyMemory(): Promise<void> {
+  const count = 100;
+  const mib = 10;
+  console.log(`## Proxy memory (${count} concurrent uploads of ${mib} MiB, streamed to a node:http sink)\n`);
+  const sinkPort = await freePort();
+  const sink = start(process.execPath, ['-e', SINK, String(sinkPort)]);
+  const directorPort = await freePort();
+  const director = start(process.execPath, [
+    join(ROOT, 'dist', 'bin', 'pgw-director.js'),
+    `--web.listen-address=127.0.0.1:${directorPort}`,
+    '--mode=proxy',
+    '--node',
+    `http://127.0.0.1:${sinkPort}`,
+  ]);
+  try {
+    await Promise.all([waitForPort(sinkPort), waitForPort(directorPort)]);
+    await new Promise((r) => setTimeout(r, 500));
+    const rss = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${director.pid as number}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    const before = rss();
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, rss())), 20);
+    const output = execFileSync(process.execPath, ['-e', UPLOADER, String(directorPort), String(count), String(mib)], { encoding: 'utf8', timeout: 300_000 });
+    clearInterval(sampler);
+    peak = Math.max(peak, rss());
+    console.log(`uploads: ${output.trim()}; director RSS before ${before.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB: +${(peak - before).toFixed(1)} MiB for ${count * mib} MiB carried (target < 100 MiB)\n`);
+  } finally {
+    await Promise.all([stop(sink), stop(director)]);
+  }
+}
+
 async function main(): Promise<void> {
   const all = args.size === 0;
   if (all || args.has('ring')) micro();
-  if (!all && !args.has('redirect') && !args.has('proxy')) return;
+  if (!all && !args.has('redirect') && !args.has('proxy') && !args.has('memory')) return;
   if (!which('wrk')) {
     console.log('wrk not found: run scripts/install-e2e-deps.sh (Debian package wrk) for the throughput benchmarks');
     process.exitCode = 1;
@@ -368,6 +419,7 @@ async function main(): Promise<void> {
   }
   if (all || args.has('redirect')) await redirectThroughput();
   if (all || args.has('proxy')) await proxyThroughput();
+  if (all || args.has('memory')) await proxyMemory();
 }
 
 void main();
