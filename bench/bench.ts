@@ -6,9 +6,8 @@
  *   4. proxy throughput per CPU-second: the director in proxy mode against nginx (hash upstream, keep-alive).
  * It is a benchmark, not a test: it prints numbers and exits 0 unless something could not run.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,6 +17,7 @@ import { createKeyHasher } from '../lib/core/key-hash';
 import { type Node, parseNodeUrl } from '../lib/core/node';
 import { buildRing } from '../lib/core/ring';
 import { murmur3 } from '../lib/core/hash';
+import { SINK, freePort, rssBytes, startChild, stopChild, waitForPort } from '../spec/support/processes';
 
 const ROOT = join(__dirname, '..', '..');
 const args = new Set(process.argv.slice(2));
@@ -130,32 +130,6 @@ function micro(): void {
   console.log(`\nbalance, 10 nodes x 500 vnodes, 100k keys: max/mean ${(Math.max(...values) / mean).toFixed(3)}, min/mean ${(Math.min(...values) / mean).toFixed(3)}\n`);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
 /** cpuSeconds reads a process's user+system CPU time from /proc. */
 function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -205,32 +179,11 @@ async function load(port: number, pids: number[], threads: number, connections: 
   return { requests, rps, cpu, perCpu: requests / cpu, errors };
 }
 
-function start(command: string, argv: string[]): ChildProcess {
-  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
-  return child;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.on('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-}
-
 const BARE_307 = `
 const http = require('node:http');
 http.createServer((req, res) => {
   res.writeHead(307, { Location: 'http://10.0.0.1:9091' + req.url });
   res.end();
-}).listen(Number(process.argv[1]), '127.0.0.1');
-`;
-
-const SINK = `
-const http = require('node:http');
-http.createServer((req, res) => {
-  req.resume();
-  req.on('end', () => { res.writeHead(200, { 'Content-Length': 0 }); res.end(); });
 }).listen(Number(process.argv[1]), '127.0.0.1');
 `;
 
@@ -242,8 +195,8 @@ async function redirectThroughput(): Promise<void> {
   console.log(`## Redirect throughput (wrk -t2 -c64, ${seconds}s each, POST with a 4-byte body)\n`);
   const barePort = await freePort();
   const directorPort = await freePort();
-  const bare = start(process.execPath, ['-e', BARE_307, String(barePort)]);
-  const director = start(process.execPath, [
+  const bare = startChild(process.execPath, ['-e', BARE_307, String(barePort)]);
+  const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
     ...nodes(10).flatMap((node) => ['--node', node.url]),
@@ -266,13 +219,13 @@ async function redirectThroughput(): Promise<void> {
     };
     const b = sum(bareRuns);
     const d = sum(directorRuns);
-    console.log('| server | req/s | req per server CPU-second | ratio to bare node:http |');
-    console.log('|---|---|---|---|');
+    console.log('| server | req/s | req per server CPU-second | ratio to bare node:http | errors |');
+    console.log('|---|---|---|---|---|');
     console.log(row('bare node:http 307', b, b));
     console.log(row('pgw-director, redirect mode, 10 nodes, log level info', d, b));
     console.log(`\nredirect ratio: ${(d.perCpu / b.perCpu).toFixed(2)} (target >= 0.70)\n`);
   } finally {
-    await Promise.all([stop(bare), stop(director)]);
+    await Promise.all([stopChild(bare), stopChild(director)]);
   }
 }
 
@@ -313,13 +266,13 @@ async function proxyThroughput(): Promise<void> {
     return;
   }
   const sinkPorts = [await freePort(), await freePort(), await freePort()];
-  const sinks = sinkPorts.map((port) => start(process.execPath, ['-e', SINK, String(port)]));
+  const sinks = sinkPorts.map((port) => startChild(process.execPath, ['-e', SINK, String(port)]));
   const nginxPort = await freePort();
   const directorPort = await freePort();
   const conf = join(WORK, 'nginx.conf');
   writeFileSync(conf, nginxConfig(nginxPort, sinkPorts));
-  const nginx = start('nginx', ['-c', conf, '-p', WORK]);
-  const director = start(process.execPath, [
+  const nginx = startChild('nginx', ['-c', conf, '-p', WORK]);
+  const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
     '--mode=proxy',
@@ -347,13 +300,13 @@ async function proxyThroughput(): Promise<void> {
     });
     const nm = merge(n, n2);
     const dm = merge(d, d2);
-    console.log('| proxy | req/s | req per proxy CPU-second | ratio to nginx |');
-    console.log('|---|---|---|---|');
+    console.log('| proxy | req/s | req per proxy CPU-second | ratio to nginx | errors |');
+    console.log('|---|---|---|---|---|');
     console.log(row('nginx, hash $request_uri consistent, keepalive 64', nm, nm));
     console.log(row('pgw-director, proxy mode', dm, nm));
     console.log(`\nproxy ratio: ${(dm.perCpu / nm.perCpu).toFixed(2)} (target >= 0.40)\n`);
   } finally {
-    await Promise.all([...sinks, nginx, director].map(stop));
+    await Promise.all([...sinks, nginx, director].map(stopChild));
   }
 }
 
@@ -383,9 +336,9 @@ async function proxyMemory(): Promise<void> {
   const mib = 10;
   console.log(`## Proxy memory (${count} concurrent uploads of ${mib} MiB, streamed to a node:http sink)\n`);
   const sinkPort = await freePort();
-  const sink = start(process.execPath, ['-e', SINK, String(sinkPort)]);
+  const sink = startChild(process.execPath, ['-e', SINK, String(sinkPort)]);
   const directorPort = await freePort();
-  const director = start(process.execPath, [
+  const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
     '--mode=proxy',
@@ -395,7 +348,7 @@ async function proxyMemory(): Promise<void> {
   try {
     await Promise.all([waitForPort(sinkPort), waitForPort(directorPort)]);
     await new Promise((r) => setTimeout(r, 500));
-    const rss = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${director.pid as number}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    const rss = (): number => rssBytes(director.pid as number) / 2 ** 20;
     const before = rss();
     let peak = before;
     const sampler = setInterval(() => (peak = Math.max(peak, rss())), 20);
@@ -404,7 +357,7 @@ async function proxyMemory(): Promise<void> {
     peak = Math.max(peak, rss());
     console.log(`uploads: ${output.trim()}; director RSS before ${before.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB: +${(peak - before).toFixed(1)} MiB for ${count * mib} MiB carried (target < 100 MiB)\n`);
   } finally {
-    await Promise.all([stop(sink), stop(director)]);
+    await Promise.all([stopChild(sink), stopChild(director)]);
   }
 }
 

@@ -5,55 +5,16 @@
  * director's RSS at start and end. Exits 1 on any error; with --strict also when a target is missed:
  * p99 < 5 ms at 5,000 redirects per second, RSS growth < 10%.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+
+import { SINK, freePort, rssBytes, startChild, stopChild, waitForPort } from '../spec/support/processes';
 
 const ROOT = join(__dirname, '..', '..');
 const seconds = Number(process.env['SOAK_SECONDS'] ?? 60);
 const rate = Number(process.env['SOAK_RATE'] ?? 5000);
 const connections = Number(process.env['SOAK_CONNECTIONS'] ?? 64);
 const strict = process.argv.includes('--strict');
-
-const SINK = `
-const http = require('node:http');
-http.createServer((req, res) => {
-  req.resume();
-  req.on('end', () => { res.writeHead(200, { 'Content-Length': 0 }); res.end(); });
-}).listen(Number(process.argv[1]), '127.0.0.1');
-`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
-function rssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-}
 
 type Result = { sent: number; done: number; errors: number; latenciesMs: Float64Array; count: number; elapsedS: number };
 
@@ -177,21 +138,9 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number;
 }
 
-function start(argv: string[]): ChildProcess {
-  return spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.on('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-}
-
 async function soak(mode: 'redirect' | 'proxy', sinkPorts: number[]): Promise<boolean> {
   const port = await freePort();
-  const director = start([
+  const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${port}`,
     `--mode=${mode}`,
@@ -215,13 +164,13 @@ async function soak(mode: 'redirect' | 'proxy', sinkPorts: number[]): Promise<bo
     if (strict) ok &&= growth < 0.1 && (mode !== 'redirect' || p99 < 5);
     return ok;
   } finally {
-    await stop(director);
+    await stopChild(director);
   }
 }
 
 async function main(): Promise<void> {
   const sinkPorts = [await freePort(), await freePort(), await freePort()];
-  const sinks = sinkPorts.map((p) => start(['-e', SINK, String(p)]));
+  const sinks = sinkPorts.map((p) => startChild(process.execPath, ['-e', SINK, String(p)]));
   try {
     await Promise.all(sinkPorts.map(waitForPort));
     console.log(`## Soak: ${seconds}s at ${rate} requests/s over ${connections} keep-alive connections\n`);
@@ -232,7 +181,7 @@ async function main(): Promise<void> {
     console.log(`\ntargets: no errors, RSS growth < 10%, redirect p99 < 5 ms${strict ? ' (enforced: --strict)' : ''}`);
     if (!redirectOk || !proxyOk) process.exitCode = 1;
   } finally {
-    await Promise.all(sinks.map(stop));
+    await Promise.all(sinks.map(stopChild));
   }
 }
 

@@ -127,7 +127,7 @@ describe('an empty ring', () => {
   });
 });
 
-describe('Expect: 100-continue', () => {
+describe('a listening director', () => {
   let director: TestDirector;
   let port: number;
   before(async () => {
@@ -136,6 +136,7 @@ describe('Expect: 100-continue', () => {
   });
   after(() => director.close());
 
+  // Expect: 100-continue
   it('answers the 307 before the body is sent, and closes the connection', async () => {
     const answer = await new Promise<http.IncomingMessage>((resolve, reject) => {
       const req = http.request({
@@ -159,17 +160,8 @@ describe('Expect: 100-continue', () => {
     const res = await fetch(`http://127.0.0.1:${port}/-/healthy`);
     assert.equal(res.status, 200);
   });
-});
 
-describe('Location safety', () => {
-  let director: TestDirector;
-  let port: number;
-  before(async () => {
-    director = directorFromFlags(['--node', 'http://10.0.0.1:9091']);
-    port = (await director.listen()).port;
-  });
-  after(() => director.close());
-
+  // Location safety
   const raw = (target: string): Promise<string> =>
     new Promise((resolve, reject) => {
       const socket = net.connect(port, '127.0.0.1');

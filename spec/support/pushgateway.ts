@@ -5,9 +5,12 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+import { freePort } from './processes';
+
+export { freePort };
 
 const INSTALL_HINT = 'run scripts/install-e2e-deps.sh (it installs the Debian packages the end-to-end suite needs)';
 const ROOT = join(__dirname, '..', '..', '..');
@@ -18,18 +21,6 @@ export function requireProgram(name: string, candidates: readonly string[] = [])
   const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
   if (found === '') throw new Error(`${name} is not installed: ${INSTALL_HINT}`);
   return found;
-}
-
-/** freePort asks the kernel for a free loopback port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 /** Group is one group as a Pushgateway's /api/v1/metrics reports it: its labels, and each family's first sample. */
