@@ -148,8 +148,8 @@ async function soak(mode: 'redirect' | 'proxy', sinkPorts: number[]): Promise<bo
   ]);
   try {
     await waitForPort(port);
-    // Warm up (JIT, pools), then measure RSS from there.
-    await drive(port, mode === 'redirect' ? 307 : 200, Math.min(2, seconds / 4));
+    // Warm up (JIT, pools, the heap's working size), then measure RSS from there.
+    await drive(port, mode === 'redirect' ? 307 : 200, Math.min(10, Math.max(2, seconds / 6)));
     const rssStart = rssBytes(director.pid as number);
     const result = await drive(port, mode === 'redirect' ? 307 : 200, seconds);
     const rssEnd = rssBytes(director.pid as number);

@@ -68,6 +68,12 @@ export class Placement extends EventEmitter {
     return change;
   }
 
+  /** unavailableMessage is the answer to a push (and to /-/ready) while the ring is empty. */
+  unavailableMessage(): string {
+    const why = this.pendingReason;
+    return why === undefined ? 'no pushgateway nodes available' : `no pushgateway nodes available (${why})`;
+  }
+
   /** hash returns the ring hash of a parsed push under the configured hash key mode. */
   hash(key: GroupingKey, decodedPath: string): number {
     return this.hasher(key, decodedPath);

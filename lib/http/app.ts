@@ -10,13 +10,10 @@ import { parseGroupingKey, toDisplayLabels } from '../core/grouping-key';
 import { canonicalKey } from '../core/key-hash';
 import type { DirectorMetrics } from '../metrics';
 import type { Placement } from '../placement';
+import { sendText } from './text';
 
 /** AppDeps are what the app reads; it changes none of them. */
 export type AppDeps = Readonly<{ placement: Placement; metrics: DirectorMetrics; logger: Logger }>;
-
-function text(res: express.Response, status: number, message: string): void {
-  res.status(status).type('text/plain; charset=utf-8').set('X-Content-Type-Options', 'nosniff').send(`${message}\n`);
-}
 
 /** describeRing renders the ring for /api/v1/ring and the `ring` command. */
 export function describeRing(placement: Placement): Record<string, unknown> {
@@ -73,11 +70,10 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
-  app.get('/-/healthy', (_req, res) => text(res, 200, 'OK'));
+  app.get('/-/healthy', (_req, res) => sendText(res, 200, 'OK'));
   app.get('/-/ready', (_req, res) => {
-    if (placement.ring.points > 0) return text(res, 200, 'OK');
-    const why = placement.pendingReason;
-    return text(res, 503, why === undefined ? 'no pushgateway nodes available' : `no pushgateway nodes available (${why})`);
+    if (placement.ring.points > 0) return sendText(res, 200, 'OK');
+    return sendText(res, 503, placement.unavailableMessage());
   });
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
@@ -99,7 +95,7 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: 'success', data: result.body });
   });
 
-  app.use((_req, res) => text(res, 404, '404 page not found'));
+  app.use((_req, res) => sendText(res, 404, '404 page not found'));
   const onError: ErrorRequestHandler = (error: { status?: number; statusCode?: number; expose?: boolean; message?: string }, req, res, _next) => {
     const status = error.status ?? error.statusCode ?? 500;
     if (status >= 500) req.log.error({ err: error }, 'request failed');
@@ -107,7 +103,7 @@ export function createApp(deps: AppDeps): Express {
       res.destroy();
       return;
     }
-    text(res, status, status < 500 && error.expose === true ? String(error.message).toLowerCase() : 'internal server error');
+    sendText(res, status, status < 500 && error.expose === true ? String(error.message).toLowerCase() : 'internal server error');
   };
   app.use(onError);
   return app;

@@ -105,10 +105,7 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
     }
 
     const node = placement.ring.lookup(hash);
-    if (node === undefined) {
-      const why = placement.pendingReason;
-      return reject(req, res, 503, why === undefined ? 'no pushgateway nodes available' : `no pushgateway nodes available (${why})`);
-    }
+    if (node === undefined) return reject(req, res, 503, placement.unavailableMessage());
 
     if (mode === 'redirect' || (mode === 'auto' && followsRedirects(req))) {
       const headers: Record<string, string> = { Location: locationFor(node, target), 'Content-Length': '0' };
