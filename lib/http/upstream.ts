@@ -195,6 +195,9 @@ export class UpstreamPool {
       ? tls.connect({ host: this.host, port: this.port, servername: net.isIP(this.host) === 0 ? this.host : undefined })
       : net.connect({ host: this.host, port: this.port });
     socket.setNoDelay(true);
+    // Exchanges listen for errors while they use the socket; between uses, and after a destroy, nothing must turn a
+    // late error into an uncaught exception.
+    socket.on('error', () => undefined);
     return socket;
   }
 
@@ -293,6 +296,8 @@ export class UpstreamPool {
     return {
       socket,
       send(body: Buffer | undefined): void {
+        // The node may have answered, or failed, before the body was all here.
+        if (finished || requestEnded) return;
         if (!headSent && !chunked) {
           // Head and body in one buffer, one write: cheaper than a writev of the two.
           headSent = true;

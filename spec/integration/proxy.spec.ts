@@ -206,6 +206,33 @@ describe('proxy errors', () => {
   });
 });
 
+describe('a node that answers before reading the body', () => {
+  for (const [name, size] of [
+    ['a small body', 1000],
+    ['a streamed body', 4 * 1024 * 1024],
+  ] as const) {
+    it(`relays its early answer to ${name}, and keeps serving`, async () => {
+      const early = http.createServer((_req, res) => {
+        res.writeHead(401, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Basic realm="pgw"' });
+        res.end('Unauthorized\n');
+      });
+      await new Promise<void>((resolve) => early.listen(0, '127.0.0.1', resolve));
+      const port = (early.address() as net.AddressInfo).port;
+      const director = directorFromFlags(['--mode=proxy', '--node', `http://127.0.0.1:${port}`]);
+      director.discovery.start();
+      for (let i = 0; i < 3; i++) {
+        const res = await request(director.server).put('/metrics/job/early').send('x'.repeat(size));
+        assert.equal(res.status, 401);
+        assert.equal(res.headers['www-authenticate'], 'Basic realm="pgw"');
+        assert.equal(res.text, 'Unauthorized\n');
+      }
+      await director.close();
+      early.closeAllConnections();
+      early.close();
+    });
+  }
+});
+
 describe('auto mode', () => {
   let backend: Backend;
   let director: TestDirector;
