@@ -20,6 +20,7 @@ export type ExchangeHandlers = {
 };
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+const READ_BUFFER_BYTES = 16 * 1024;
 
 class ProtocolError extends Error {
   code = 'EPROTO';
@@ -48,7 +49,7 @@ class ResponseParser {
           const end = data.indexOf(CRLFCRLF);
           if (end < 0) {
             if (data.length > 64 * 1024) throw new ProtocolError('response head over 64 KiB');
-            this.pending = data;
+            this.pending = Buffer.from(data);
             return false;
           }
           const consumed = this.readHead(data.toString('latin1', 0, end));
@@ -58,21 +59,21 @@ class ResponseParser {
         }
         case 'length': {
           const take = Math.min(this.remaining, data.length);
-          this.handlers.onData(data.subarray(0, take));
+          this.handlers.onData(Buffer.from(data.subarray(0, take)));
           this.remaining -= take;
           data = data.subarray(take);
           if (this.remaining === 0) this.state = 'done';
           break;
         }
         case 'close':
-          this.handlers.onData(data);
+          this.handlers.onData(Buffer.from(data));
           return false;
         case 'chunk-size':
         case 'chunk-crlf':
         case 'trailers': {
           const eol = data.indexOf('\r\n');
           if (eol < 0) {
-            this.pending = data;
+            this.pending = Buffer.from(data);
             return false;
           }
           const line = data.toString('latin1', 0, eol);
@@ -92,7 +93,7 @@ class ResponseParser {
         }
         case 'chunk-data': {
           const take = Math.min(this.remaining, data.length);
-          this.handlers.onData(data.subarray(0, take));
+          this.handlers.onData(Buffer.from(data.subarray(0, take)));
           this.remaining -= take;
           data = data.subarray(take);
           if (this.remaining === 0) this.state = 'chunk-crlf';
@@ -181,6 +182,8 @@ export class UpstreamPool {
   private readonly idle: net.Socket[] = [];
   /** The listener that drops an idle connection, to remove when it is taken from the pool. */
   private readonly idleDrops = new WeakMap<net.Socket, () => void>();
+  /** Who reads a socket's bytes now: its exchange, or, while idle, the listener that drops it. */
+  private readonly readers = new WeakMap<net.Socket, (chunk: Buffer) => void>();
   private closed = false;
 
   constructor(
@@ -191,9 +194,23 @@ export class UpstreamPool {
   ) {}
 
   private connect(): net.Socket {
-    const socket = this.secure
-      ? tls.connect({ host: this.host, port: this.port, servername: net.isIP(this.host) === 0 ? this.host : undefined })
-      : net.connect({ host: this.host, port: this.port });
+    // `onread` hands each read to us in one reused buffer, without a stream 'data' event per read: the cheapest way
+    // Node offers to read a socket. The bytes are only valid during the callback; the parser copies what it keeps.
+    const onread = {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      callback: (bytes: number, buffer: Uint8Array): boolean => {
+        this.readers.get(socket)?.(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+        return true;
+      },
+    };
+    let socket: net.Socket;
+    if (this.secure) {
+      // TLS sockets take no `onread`: their reads arrive as 'data' events.
+      socket = tls.connect({ host: this.host, port: this.port, servername: net.isIP(this.host) === 0 ? this.host : undefined });
+      socket.on('data', (chunk: Buffer) => this.readers.get(socket)?.(chunk));
+    } else {
+      socket = net.connect({ host: this.host, port: this.port, onread });
+    }
     socket.setNoDelay(true);
     // Exchanges listen for errors while they use the socket; between uses, and after a destroy, nothing must turn a
     // late error into an uncaught exception.
@@ -222,7 +239,7 @@ export class UpstreamPool {
     };
     socket.on('close', drop);
     socket.on('error', drop);
-    socket.on('data', drop);
+    this.readers.set(socket, drop);
     this.idleDrops.set(socket, drop);
     this.idle.push(socket);
   }
@@ -237,13 +254,12 @@ export class UpstreamPool {
     if (drop !== undefined) {
       socket.off('close', drop);
       socket.off('error', drop);
-      socket.off('data', drop);
       this.idleDrops.delete(socket);
     }
     const parser = new ResponseParser(method, handlers);
     let finished = false;
     const cleanup = (): void => {
-      socket.off('data', onData);
+      this.readers.delete(socket);
       socket.off('end', onEnd);
       socket.off('close', onClose);
       socket.off('error', onError);
@@ -275,7 +291,7 @@ export class UpstreamPool {
     };
     const onClose = (): void => onEnd();
     const onError = (error: NodeJS.ErrnoException): void => fail(error);
-    socket.on('data', onData);
+    this.readers.set(socket, onData);
     socket.on('end', onEnd);
     socket.on('close', onClose);
     socket.on('error', onError);
