@@ -84,6 +84,17 @@ describe('inspection endpoints', () => {
     assert.match(text, /^nodejs_eventloop_lag_seconds /m);
   });
 
+  it('never logs credentials', async () => {
+    const secret = 'Basic c2VjcmV0LXVzZXI6c2VjcmV0LXBhc3M=';
+    await request(director.server).get('/nope').set('Authorization', secret).set('Cookie', 'session=secret-cookie');
+    await request(director.server).get('/-/healthy').set('Authorization', secret);
+    await request(director.server).put('/metrics/job/a/__x/1').set('Authorization', secret);
+    await request(director.server).put('/metrics/job/a').set('Authorization', secret).set('Proxy-Authorization', secret);
+    const logged = director.log.raw.join('\n');
+    assert.ok(director.log.raw.some((line) => line.includes('"/nope"')), 'the 404 was not logged at all');
+    assert.ok(!logged.includes('c2VjcmV0') && !logged.includes('secret-cookie'), 'a credential reached the log');
+  });
+
   it('counts ring changes', async () => {
     director.placement.update([{ id: '10.0.0.3:9091', url: 'http://10.0.0.3:9091' }]);
     const text = (await request(director.server).get('/metrics')).text;
