@@ -229,22 +229,21 @@ export function createConsulDiscovery(
   };
 
   const registerAll = async (): Promise<void> => {
-    let failing = false;
+    // Log the first success, and a success after failures; failures every time (they are rare and need action).
+    let logSuccess = true;
     while (running) {
       const results = await Promise.allSettled(config.register.map(register));
       const failed = results.flatMap((result, i) => (result.status === 'rejected' ? [{ node: config.register[i]?.id, ...describe(result.reason) }] : []));
       if (failed.length > 0) {
         for (const failure of failed) log.error({ node: failure.node }, `cannot register the pushgateway: ${failure.message}`);
-        failing = true;
-      } else if (failing || !registeredOnce) {
+        logSuccess = true;
+      } else if (logSuccess) {
         log.info({ nodes: config.register.map((node) => node.id) }, 'pushgateways registered in consul');
-        failing = false;
+        logSuccess = false;
       }
-      registeredOnce = true;
       await sleep(config.registerIntervalMs);
     }
   };
-  let registeredOnce = false;
 
   return Object.freeze({
     start() {
