@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { freePort, waitForPort } from '../support/processes';
-import { httpRequest } from '../support/pushgateway';
+import { httpRequest, requireProgram } from '../support/pushgateway';
 
 const BIN = join(__dirname, '..', '..', 'bin', 'pgw-director.js');
 
@@ -21,7 +21,7 @@ describe('proxying to an https Pushgateway', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'pgw-tls-'));
-    execFileSync('openssl', [
+    execFileSync(requireProgram('openssl', ['/usr/bin/openssl']), [
       'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
       '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
       '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
