@@ -57,14 +57,10 @@ class ResponseParser {
           if (!consumed) continue; // an interim 1xx answer: the real one follows
           break;
         }
-        case 'length': {
-          const take = Math.min(this.remaining, data.length);
-          this.handlers.onData(Buffer.from(data.subarray(0, take)));
-          this.remaining -= take;
-          data = data.subarray(take);
+        case 'length':
+          data = this.takeBody(data);
           if (this.remaining === 0) this.state = 'done';
           break;
-        }
         case 'close':
           this.handlers.onData(Buffer.from(data));
           return false;
@@ -91,14 +87,10 @@ class ResponseParser {
           }
           break;
         }
-        case 'chunk-data': {
-          const take = Math.min(this.remaining, data.length);
-          this.handlers.onData(Buffer.from(data.subarray(0, take)));
-          this.remaining -= take;
-          data = data.subarray(take);
+        case 'chunk-data':
+          data = this.takeBody(data);
           if (this.remaining === 0) this.state = 'chunk-crlf';
           break;
-        }
       }
     }
     if (this.state === 'done') {
@@ -108,6 +100,14 @@ class ResponseParser {
       return true;
     }
     return false;
+  }
+
+  /** takeBody hands up to `remaining` body bytes to onData (a copy: reads arrive in a reused buffer); returns the rest. */
+  private takeBody(data: Buffer): Buffer {
+    const take = Math.min(this.remaining, data.length);
+    this.handlers.onData(Buffer.from(data.subarray(0, take)));
+    this.remaining -= take;
+    return data.subarray(take);
   }
 
   /** closed tells the parser the connection ended; true when that completes a read-until-close body. */
