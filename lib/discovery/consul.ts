@@ -35,6 +35,17 @@ type Entry = {
   Service?: { ID?: string; Address?: string; Port?: number; Meta?: Record<string, string> | null } | null;
 };
 
+/** entryUrl is a health/service entry's Pushgateway URL: its `url` meta, else built from address and port. */
+function entryUrl(entry: Entry, scheme: 'http' | 'https', prefix: string): string | undefined {
+  const service = entry.Service ?? {};
+  const metaUrl = service.Meta?.['url'];
+  if (metaUrl !== undefined && metaUrl !== '') return metaUrl;
+  // catalog docs: an empty ServiceAddress means the node's address.
+  const host = service.Address !== undefined && service.Address !== '' ? service.Address : entry.Node?.Address;
+  if (host === undefined || host === '' || service.Port === undefined || service.Port <= 0) return undefined;
+  return `${scheme}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${service.Port}${prefix}`;
+}
+
 /** nodesFromEntries turns a health/service answer into ring nodes; `skipped` explains the entries it could not use. */
 export function nodesFromEntries(
   entries: readonly Entry[],
@@ -45,14 +56,8 @@ export function nodesFromEntries(
   const skipped: string[] = [];
   for (const entry of entries) {
     const service = entry.Service ?? {};
-    const metaUrl = service.Meta?.['url'];
-    // catalog docs: an empty ServiceAddress means the node's address.
-    const host = service.Address !== undefined && service.Address !== '' ? service.Address : entry.Node?.Address;
-    const hostPart = host !== undefined && host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-    const url = metaUrl !== undefined && metaUrl !== '' ? metaUrl : `${scheme}://${hostPart ?? ''}:${service.Port ?? 0}${prefix}`;
-    const result = parseNodeUrl(url);
-    if (result.ok && host !== undefined && (service.Port ?? 0) > 0) nodes.push(result.node);
-    else if (result.ok && metaUrl !== undefined && metaUrl !== '') nodes.push(result.node);
+    const result = parseNodeUrl(entryUrl(entry, scheme, prefix) ?? '');
+    if (result.ok) nodes.push(result.node);
     else skipped.push(`service ${JSON.stringify(service.ID ?? '?')} on node ${JSON.stringify(entry.Node?.Node ?? '?')}: no usable address`);
   }
   return { nodes, skipped };
