@@ -83,14 +83,8 @@ function createLimiter(burst: number, refillMs: number, sleep: (ms: number) => P
 /** ConsulDiscovery is the running watch and registrar. */
 export type ConsulDiscovery = Readonly<{ start(): void; stop(): Promise<void> }>;
 
-class HttpStatusError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** UnexpectedAnswer is a Consul answer that parsed but is not what the API documents. */
+class UnexpectedAnswer extends Error {}
 
 /** createConsulDiscovery builds the Consul watch (and registrar, when asked to register). */
 export function createConsulDiscovery(
@@ -125,18 +119,18 @@ export function createConsulDiscovery(
   let loop: Promise<void> | undefined;
   let registrar: Promise<void> | undefined;
 
-  const describe = (error: unknown): { status: number | undefined; message: string } => {
-    const err = error as { statusCode?: number; status?: number; message?: string; code?: string; response?: { statusCode?: number; body?: unknown } };
-    const status = error instanceof HttpStatusError ? error.status : (err.response?.statusCode ?? err.statusCode);
-    if (status === 403) {
-      return { status, message: `consul refused the ACL token (403; token from ${config.tokenSource}): the token needs service:read and node:read` };
-    }
+  /** describe turns a failed call into one log line; it never includes the token. */
+  const describe = (error: unknown): string => {
+    if (error instanceof UnexpectedAnswer) return error.message;
+    const err = error as { statusCode?: number; message?: string; code?: string; response?: { statusCode?: number; body?: unknown } };
+    const status = err.response?.statusCode ?? err.statusCode;
+    if (status === 403) return `consul refused the ACL token (403; token from ${config.tokenSource}): the token needs service:read and node:read`;
     if (err.message !== undefined && err.message.startsWith('decode (')) {
-      return { status, message: `consul answered with a body that is not valid JSON: ${err.message.slice(0, 200)}` };
+      return `consul answered with a body that is not valid JSON: ${err.message.slice(0, 200)}`;
     }
     const body = typeof err.response?.body === 'string' ? `: ${err.response.body.trim().slice(0, 200)}` : '';
-    if (status !== undefined) return { status, message: `consul answered ${status}${body}` };
-    return { status, message: `consul unreachable: ${err.code ?? err.message ?? String(error)}` };
+    if (status !== undefined) return `consul answered ${status}${body}`;
+    return `consul unreachable: ${err.code ?? err.message ?? String(error)}`;
   };
 
   const query = async (index: bigint): Promise<{ entries: Entry[]; index: bigint | undefined }> => {
@@ -162,7 +156,7 @@ export function createConsulDiscovery(
         { headers: Record<string, string | undefined>; statusCode?: number },
         unknown,
       ];
-      if (!Array.isArray(body)) throw new HttpStatusError(res.statusCode ?? 200, `consul answered ${res.statusCode ?? 200} with a body that is not a JSON array`);
+      if (!Array.isArray(body)) throw new UnexpectedAnswer(`consul answered ${res.statusCode ?? 200} with a body that is not a JSON array`);
       const header = res.headers['x-consul-index'];
       const next = header !== undefined && /^\d+$/.test(header) ? BigInt(header) : undefined;
       return { entries: body as Entry[], index: next };
@@ -197,7 +191,7 @@ export function createConsulDiscovery(
         failures++;
         metrics.discovery.up.set(0);
         metrics.discovery.errors.inc();
-        const { message } = describe(error);
+        const message = describe(error);
         // Log the first failure, a changed one, and then at 2, 4, 8, ... failures: not one line per retry.
         if (message !== lastMessage || (failures & (failures - 1)) === 0) {
           log.error({ failures }, `${message}; keeping the last good ring and retrying`);
@@ -238,7 +232,7 @@ export function createConsulDiscovery(
     let logSuccess = true;
     while (running) {
       const results = await Promise.allSettled(config.register.map(register));
-      const failed = results.flatMap((result, i) => (result.status === 'rejected' ? [{ node: config.register[i]?.id, ...describe(result.reason) }] : []));
+      const failed = results.flatMap((result, i) => (result.status === 'rejected' ? [{ node: config.register[i]?.id, message: describe(result.reason) }] : []));
       if (failed.length > 0) {
         for (const failure of failed) log.error({ node: failure.node }, `cannot register the pushgateway: ${failure.message}`);
         logSuccess = true;
@@ -271,7 +265,7 @@ export function createConsulDiscovery(
           config.register.map((node) => consul.agent.service.deregister(options(node) as unknown as Parameters<typeof consul.agent.service.deregister>[0])),
         );
         results.forEach((result, i) => {
-          if (result.status === 'rejected') log.error({ node: config.register[i]?.id }, `cannot deregister: ${describe(result.reason).message}`);
+          if (result.status === 'rejected') log.error({ node: config.register[i]?.id }, `cannot deregister: ${describe(result.reason)}`);
         });
         log.info({ nodes: config.register.map((node) => node.id) }, 'pushgateways deregistered from consul');
       }

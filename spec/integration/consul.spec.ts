@@ -101,7 +101,7 @@ describe('consul discovery', () => {
     assert.match(metrics.text, /pgw_director_discovery_up 1/);
   });
 
-  it('keeps the ring when consul answers 500 or garbage', async () => {
+  it('keeps the ring when consul answers 500, garbage, or JSON of the wrong shape', async () => {
     consul = await startConsulDouble();
     consul.add({ id: 'a', port: 9101 });
     await start();
@@ -114,6 +114,12 @@ describe('consul discovery', () => {
     await until(
       () => director.log.lines.some((l) => String(l['msg']).startsWith('consul answered with a body that is not valid JSON')),
       'garbage logged',
+    );
+    consul.fault = 'object';
+    consul.bump();
+    await until(
+      () => director.log.lines.some((l) => String(l['msg']).startsWith('consul answered 200 with a body that is not a JSON array')),
+      'a non-array logged',
     );
     assert.deepEqual(members(), ['127.0.0.1:9101']);
     consul.fault = 'none';

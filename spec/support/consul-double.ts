@@ -8,7 +8,8 @@
  *   429 warning, anything else critical; a new check starts critical.
  * - ACLs: when tokens are set, a request without a valid X-Consul-Token gets 403.
  * Faults for specs: `down` (connections refused), `slow`, `garbage` (200 with a body that is not JSON), `error`
- * (500), `instant` (blocking queries answer at once, index unchanged), and `resetIndex` (the index goes backwards).
+ * (500), `object` (valid JSON that is not the documented array), `instant` (blocking queries answer at once, index
+ * unchanged), and `resetIndex` (the index goes backwards).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -30,7 +31,7 @@ export type ServiceEntry = {
 };
 
 /** Fault is how the double misbehaves, if at all. */
-export type Fault = 'none' | 'slow' | 'garbage' | 'error' | 'instant';
+export type Fault = 'none' | 'slow' | 'garbage' | 'object' | 'error' | 'instant';
 
 function parseDurationMs(text: string | undefined, fallback: number): number {
   if (text === undefined || text === '') return fallback;
@@ -214,6 +215,7 @@ export class ConsulDouble {
     const answer = (): void => {
       if (res.writableEnded) return;
       if (this.fault === 'garbage') return this.send(res, 200, '{"this is": not json', { 'X-Consul-Index': String(this.index) });
+      if (this.fault === 'object') return this.send(res, 200, '{"not":"an array"}', { 'X-Consul-Index': String(this.index) });
       const passing = query.has('passing') && query.get('passing') !== 'false';
       const tag = query.get('tag');
       const entries = [...this.services.values()]
