@@ -10,6 +10,8 @@ import { type HashKeyMode, type KeyHasher, createKeyHasher } from './core/key-ha
 import { type Node, dedupeNodes, sameMembers } from './core/node';
 import { type Ring, buildRing } from './core/ring';
 
+const NO_KEY: GroupingKey = Object.freeze({ pairs: [] });
+
 /** RingChange describes one swap: who joined, who left, and the new ring. */
 export type RingChange = Readonly<{ ring: Ring; joined: readonly Node[]; left: readonly Node[]; at: Date }>;
 
@@ -86,8 +88,8 @@ export class Placement extends EventEmitter {
   fastHash(rawPath: string): number {
     const canonical = fastCanonicalHash(rawPath);
     if (canonical === FALLBACK || this.hashKey === 'grouping-key') return canonical;
-    // A plain path is its own percent-decoding.
-    return this.hasher({ pairs: [] }, rawPath);
+    // A plain path is its own percent-decoding; the path hasher reads no key.
+    return this.hasher(NO_KEY, rawPath);
   }
 
   /** owner returns the node that owns a parsed push on the current ring, or undefined when it is empty. */

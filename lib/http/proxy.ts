@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Node } from '../core/node';
 import type { DirectorMetrics } from '../metrics';
 import { sendText } from './text';
-import { UpstreamPool } from './upstream';
+import { type ResponseHead, UpstreamPool } from './upstream';
 
 /** ProxyOptions configures createProxy. */
 export type ProxyOptions = Readonly<{
@@ -74,10 +74,9 @@ function requestHead(req: IncomingMessage, path: string, host: string, chunked: 
 }
 
 /** responseHeaders copies the node's end-to-end response headers. */
-function responseHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
-  let connection: string | undefined;
-  for (let i = 0; i < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).toLowerCase() === 'connection') connection = rawHeaders[i + 1];
-  const listed = connectionTokens(connection);
+function responseHeaders(head: ResponseHead): OutgoingHttpHeaders {
+  const rawHeaders = head.rawHeaders;
+  const listed = connectionTokens(head.connection);
   const out: OutgoingHttpHeaders = {};
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
@@ -155,7 +154,7 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
         settled = true;
         metrics.observeUpstream(node.id, Number(process.hrtime.bigint() - started) / 1e9);
         metrics.countPush(method, 'proxied', node.id);
-        res.writeHead(head.status, head.statusMessage, responseHeaders(head.rawHeaders));
+        res.writeHead(head.status, head.statusMessage, responseHeaders(head));
       },
       onData(chunk) {
         if (!res.write(chunk)) {

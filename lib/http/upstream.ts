@@ -7,8 +7,17 @@
 import net from 'node:net';
 import tls from 'node:tls';
 
-/** ResponseHead is a parsed status line and header block; `rawHeaders` alternates names and values. */
-export type ResponseHead = Readonly<{ status: number; statusMessage: string; rawHeaders: readonly string[]; keepAlive: boolean }>;
+/**
+ * ResponseHead is a parsed status line and header block; `rawHeaders` alternates names and values, `connection` is
+ * the Connection header's value, if any.
+ */
+export type ResponseHead = Readonly<{
+  status: number;
+  statusMessage: string;
+  rawHeaders: readonly string[];
+  connection: string | undefined;
+  keepAlive: boolean;
+}>;
 
 /** ExchangeHandlers receive one response: its head, then its body in chunks, then the end or an error. */
 export type ExchangeHandlers = {
@@ -134,6 +143,7 @@ class ResponseParser {
     let length: number | undefined;
     let chunked = false;
     let keepAlive = statusLine[1] === '1';
+    let connection: string | undefined;
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i] as string;
       const colon = line.indexOf(':');
@@ -145,13 +155,14 @@ class ResponseParser {
       if (lower === 'content-length') length = Number(value);
       else if (lower === 'transfer-encoding') chunked = value.toLowerCase().endsWith('chunked');
       else if (lower === 'connection') {
+        connection = value;
         const tokens = value.toLowerCase();
         if (tokens.includes('close')) keepAlive = false;
         else if (tokens.includes('keep-alive')) keepAlive = true;
       }
     }
     this.keepAlive = keepAlive;
-    this.handlers.onHead({ status, statusMessage: statusLine[3] ?? '', rawHeaders, keepAlive });
+    this.handlers.onHead({ status, statusMessage: statusLine[3] ?? '', rawHeaders, connection, keepAlive });
     if (this.method === 'HEAD' || status === 204 || status === 304) this.state = 'done';
     else if (chunked) this.state = 'chunk-size';
     else if (length !== undefined && Number.isSafeInteger(length) && length >= 0) {
