@@ -15,7 +15,7 @@ import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
 import { type ServerTimeouts, createServer } from './http/server';
 import { type DirectorMetrics, createMetrics } from './metrics';
-import { Placement } from './placement';
+import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
 
 /** Director is one running director. */
@@ -42,7 +42,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     hashKey: config.hashKey,
     ...(config.consul === undefined ? {} : { pendingReason: 'waiting for consul' }),
   });
-  placement.on('change', (change: { joined: readonly { id: string }[]; left: readonly { id: string }[] }) => {
+  placement.on('change', (change: RingChange) => {
     logger.info(
       {
         joined: change.joined.map((node) => node.id),
