@@ -11,9 +11,10 @@ import type { Config } from './config';
 import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
 import { createApp } from './http/app';
+import { createFastLane } from './http/fast-lane';
 import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
-import { type ServerTimeouts, createServer } from './http/server';
+import { SERVER_TIMEOUTS, type ServerTimeouts, createServer } from './http/server';
 import { type DirectorMetrics, createMetrics } from './metrics';
 import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
@@ -60,7 +61,10 @@ export function createDirector(config: Config, logger: Logger, options: Director
       : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes }, metrics, logger);
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
   const app = createApp({ placement, metrics, logger });
-  const server = createServer({ push, app }, options.serverTimeouts);
+  const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
+  const fastLane =
+    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
+  const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
   const reconciler = createReconciler(
     placement,
     { ...config.reconcile, timeoutMs: config.proxyTimeoutMs },

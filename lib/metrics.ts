@@ -1,14 +1,78 @@
 /**
  * The director's own metrics, on a registry of its own (so several directors can live in one test process). The
- * push path only calls `countPush` and `observeUpstream`, which reuse cached children: no label hashing per push.
+ * push path only calls `countPush` and `observeUpstream`, which add to plain numbers: no label hashing per push.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricType,
+  type MetricValueWithName,
+  Registry,
+  collectDefaultMetrics,
+} from 'prom-client';
 
 import type { Placement, RingChange } from './placement';
 import { VERSION } from './version';
 
 /** PushOutcome is what became of one push. */
 export type PushOutcome = 'redirected' | 'proxied' | 'rejected' | 'unavailable' | 'upstream_error';
+
+const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * PlainHistogram is a histogram by node whose observations are plain additions into bucket counts, rendered by
+ * prom-client only when scraped: prom-client's own observe() hashes the labels of every observation, which costs a
+ * proxied push more than reading its answer's head.
+ */
+class PlainHistogram extends Histogram<'node' | 'le'> {
+  private readonly series = new Map<string, { counts: Float64Array; sum: number; count: number }>();
+
+  constructor(
+    private readonly name: string,
+    private readonly help: string,
+    registry: Registry,
+  ) {
+    super({ name, help, labelNames: ['node'], buckets: UPSTREAM_BUCKETS, registers: [registry] });
+  }
+
+  observeNode(node: string, value: number): void {
+    let series = this.series.get(node);
+    if (series === undefined) {
+      series = { counts: new Float64Array(UPSTREAM_BUCKETS.length), sum: 0, count: 0 };
+      this.series.set(node, series);
+    }
+    let bucket = 0;
+    while (bucket < UPSTREAM_BUCKETS.length && value > (UPSTREAM_BUCKETS[bucket] as number)) bucket++;
+    if (bucket < UPSTREAM_BUCKETS.length) (series.counts[bucket] as number)++;
+    series.sum += value;
+    series.count++;
+  }
+
+  /** getForPromString is what the registry renders from, when a metric has one (prom-client's own histograms do). */
+  getForPromString(): Promise<MetricObjectWithValues<MetricValueWithName<'node' | 'le'>>> {
+    return this.get();
+  }
+
+  override get(): Promise<MetricObjectWithValues<MetricValueWithName<'node' | 'le'>>> {
+    const { name } = this;
+    const values: MetricValueWithName<'node' | 'le'>[] = [];
+    for (const [node, series] of this.series) {
+      let cumulative = 0;
+      UPSTREAM_BUCKETS.forEach((le, i) => {
+        cumulative += series.counts[i] as number;
+        values.push({ metricName: `${name}_bucket`, labels: { le, node }, value: cumulative });
+      });
+      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf', node }, value: series.count });
+      values.push({ metricName: `${name}_sum`, labels: { node }, value: series.sum });
+      values.push({ metricName: `${name}_count`, labels: { node }, value: series.count });
+    }
+    // prom-client's typings declare MetricType as a numeric enum it does not export; its registry prints this string.
+    const type = 'histogram' as unknown as MetricType;
+    return Promise.resolve({ name, help: this.help, type, values, aggregator: 'sum', collect: () => undefined });
+  }
+}
 
 /** DirectorMetrics holds every collector; create one per director with createMetrics. */
 export type DirectorMetrics = Readonly<{
@@ -36,13 +100,11 @@ export function createMetrics(placement: Placement): DirectorMetrics {
       for (const { labels, value } of pushCounts.values()) this.inc(labels, value);
     },
   });
-  const upstream = new Histogram({
-    name: 'pgw_director_upstream_duration_seconds',
-    help: 'Time from forwarding a proxied push to the node\'s response headers.',
-    labelNames: ['node'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry],
-  });
+  const upstream = new PlainHistogram(
+    'pgw_director_upstream_duration_seconds',
+    'Time from forwarding a proxied push to the node\'s response headers.',
+    registry,
+  );
   const members = new Gauge({ name: 'pgw_director_ring_members', help: 'Pushgateways on the ring.', registers: [registry] });
   const vnodes = new Gauge({ name: 'pgw_director_ring_vnodes', help: 'Virtual nodes per Pushgateway.', registers: [registry] });
   const changes = new Counter({ name: 'pgw_director_ring_changes_total', help: 'Ring membership changes.', registers: [registry] });
@@ -76,7 +138,6 @@ export function createMetrics(placement: Placement): DirectorMetrics {
   showRing();
   placement.on('change', showRing);
 
-  const upstreamChildren = new Map<string, Histogram.Internal<'node'>>();
   return Object.freeze({
     registry,
     countPush(method: string, outcome: PushOutcome, node: string) {
@@ -86,12 +147,7 @@ export function createMetrics(placement: Placement): DirectorMetrics {
       else pushCounts.set(key, { labels: { method, outcome, node }, value: 1 });
     },
     observeUpstream(node: string, seconds: number) {
-      let child = upstreamChildren.get(node);
-      if (child === undefined) {
-        child = upstream.labels(node);
-        upstreamChildren.set(node, child);
-      }
-      child.observe(seconds);
+      upstream.observeNode(node, seconds);
     },
     discovery,
   });

@@ -3,7 +3,7 @@
  * follow a 307 (Python, Node, Ruby, anything sending Authorization). Bodies stream both ways; nothing is buffered
  * whole. A push is never retried on another node: the group would then live on two nodes.
  */
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import type { Logger } from 'pino';
 
@@ -22,9 +22,53 @@ export type ProxyOptions = Readonly<{
   maxFreeSockets?: number;
 }>;
 
+/**
+ * PushRequest is a push as the director received it, from either lane: Node's IncomingMessage or the fast lane's
+ * own reading of a connection. `rawHeaders` alternates names and values, as received.
+ */
+export type PushRequest = Readonly<{
+  method: string;
+  target: string;
+  rawHeaders: readonly string[];
+  remoteAddress: string;
+  encrypted: boolean;
+}>;
+
+/**
+ * Downstream is the client side of one proxied push: where the node's answer, or the director's own error answer,
+ * goes. `headers` alternates names and values.
+ */
+export type Downstream = Readonly<{
+  start(status: number, statusMessage: string, headers: readonly string[]): void;
+  /** write relays a body chunk; false asks the node's side to wait for `onDrain`. */
+  write(chunk: Buffer): boolean;
+  onDrain(resume: () => void): void;
+  end(): void;
+  /** refuse answers with the director's own one-line error and closes the connection afterwards. */
+  refuse(status: number, message: string): void;
+  /** destroy cuts the connection: the node failed in the middle of its answer. */
+  destroy(): void;
+}>;
+
+/** Relay is one push in flight. `cancel` stops it when the client went away. */
+export type Relay = Readonly<{
+  write(chunk: Buffer): boolean;
+  /** The node's connection, to wait for its 'drain'. */
+  upstream: NodeJS.EventEmitter;
+  end(): void;
+  send(body: Buffer | undefined): void;
+  /** refuse abandons the push and answers the client with an error of the director's own. */
+  refuse(status: number, message: string, outcome: 'rejected' | 'upstream_error'): void;
+  cancel(): void;
+}>;
+
 /** Proxy forwards pushes. `close` ends its keep-alive pools. */
 export type Proxy = Readonly<{
+  /** forward proxies a push received by Node's HTTP server, streaming its body. */
   forward(req: IncomingMessage, res: ServerResponse, node: Node): void;
+  /** open starts a push with the node; the body follows through the returned relay. */
+  open(push: PushRequest, node: Node, down: Downstream, chunked: boolean): Relay;
+  maxBodyBytes: number;
   close(): void;
 }>;
 
@@ -43,48 +87,64 @@ const DROPPED = new Set([
   'expect',
   'host',
 ]);
+const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
+/** connectionTokens returns the fields a Connection header names, beyond the hop-by-hop ones dropped anyway. */
 function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
+  const lower = value.toLowerCase();
+  if (lower === 'keep-alive' || lower === 'close') return undefined;
   return new Set(value.split(',').map((token) => token.trim().toLowerCase()));
+}
+
+/** fieldOf returns a header's value from raw pairs, repeated fields joined with ", " as Node joins them. */
+function fieldOf(rawHeaders: readonly string[], lowerName: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    if (name.length !== lowerName.length || name.toLowerCase() !== lowerName) continue;
+    const field = rawHeaders[i + 1] as string;
+    value = value === undefined ? field : `${value}, ${field}`;
+  }
+  return value;
 }
 
 /**
  * requestHead renders the request head for the node: the end-to-end headers as received, Host set to the node,
  * X-Forwarded-* added, and the body's framing (Content-Length as received, or chunked).
  */
-function requestHead(req: IncomingMessage, path: string, host: string, chunked: boolean): string {
-  const listed = connectionTokens(req.headers.connection);
-  let head = `${req.method ?? 'GET'} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
-  const raw = req.rawHeaders;
+export function requestHead(push: PushRequest, path: string, host: string, chunked: boolean): string {
+  const raw = push.rawHeaders;
+  const listed = connectionTokens(fieldOf(raw, 'connection'));
+  let head = `${push.method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
+  let prior: string | undefined;
+  let originalHost: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
+    const value = raw[i + 1] as string;
     const lower = name.toLowerCase();
-    if (DROPPED.has(lower) || lower.startsWith('proxy-') || listed?.has(lower) === true) continue;
-    if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
-    head += `${name}: ${raw[i + 1] as string}\r\n`;
+    if (lower === 'host') originalHost ??= value;
+    else if (lower === 'x-forwarded-for') prior = prior === undefined ? value : `${prior}, ${value}`;
+    if (DROPPED.has(lower) || FORWARDED.has(lower) || lower.startsWith('proxy-') || listed?.has(lower) === true) continue;
+    head += `${name}: ${value}\r\n`;
   }
-  const client = req.socket.remoteAddress ?? '';
-  const prior = req.headers['x-forwarded-for'];
-  head += `X-Forwarded-For: ${prior === undefined ? client : `${String(prior)}, ${client}`}\r\n`;
-  head += `X-Forwarded-Proto: ${'encrypted' in req.socket && req.socket.encrypted === true ? 'https' : 'http'}\r\n`;
-  if (req.headers.host !== undefined) head += `X-Forwarded-Host: ${req.headers.host}\r\n`;
+  head += `X-Forwarded-For: ${prior === undefined ? push.remoteAddress : `${prior}, ${push.remoteAddress}`}\r\n`;
+  head += `X-Forwarded-Proto: ${push.encrypted ? 'https' : 'http'}\r\n`;
+  if (originalHost !== undefined) head += `X-Forwarded-Host: ${originalHost}\r\n`;
   if (chunked) head += 'Transfer-Encoding: chunked\r\n';
   return `${head}\r\n`;
 }
 
-/** responseHeaders copies the node's end-to-end response headers. */
-function responseHeaders(head: ResponseHead): OutgoingHttpHeaders {
+/** responseHeaders returns the node's end-to-end response headers, names and values alternating. */
+export function responseHeaders(head: ResponseHead): string[] {
   const rawHeaders = head.rawHeaders;
   const listed = connectionTokens(head.connection);
-  const out: OutgoingHttpHeaders = {};
+  const out: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
     const lower = name.toLowerCase();
     if (DROPPED.has(lower) || listed?.has(lower) === true) continue;
-    const existing = out[name];
-    const value = rawHeaders[i + 1] as string;
-    out[name] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [String(existing), value];
+    out.push(name, rawHeaders[i + 1] as string);
   }
   return out;
 }
@@ -94,9 +154,25 @@ function describeError(error: NodeJS.ErrnoException): string {
 }
 
 /** A body up to this size is gathered and sent with the head in one write; larger ones stream. */
-const SMALL_BODY_BYTES = 64 * 1024;
+export const SMALL_BODY_BYTES = 64 * 1024;
 
 type Target = Readonly<{ pool: UpstreamPool; prefix: string; host: string }>;
+
+/** nodeDownstream answers through Node's ServerResponse; after an error answer, the rest of the body is dropped. */
+function nodeDownstream(req: IncomingMessage, res: ServerResponse): Downstream {
+  return {
+    start: (status, statusMessage, headers) => res.writeHead(status, statusMessage, headers as string[]),
+    write: (chunk) => res.write(chunk),
+    onDrain: (resume) => res.once('drain', resume),
+    end: () => res.end(),
+    refuse(status, message) {
+      if (!res.headersSent) res.setHeader('Connection', 'close');
+      sendText(res, status, message);
+      req.resume();
+    },
+    destroy: () => res.destroy(),
+  };
+}
 
 /** createProxy returns a proxy with one keep-alive pool per node. */
 export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, logger: Logger): Proxy {
@@ -119,6 +195,66 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
     return target;
   };
 
+  const open = (push: PushRequest, node: Node, down: Downstream, chunked: boolean): Relay => {
+    const { method } = push;
+    const target = targetOf(node);
+    const started = performance.now();
+    let settled = false;
+
+    const refuse = (status: number, message: string, outcome: 'rejected' | 'upstream_error'): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      exchange.abort();
+      metrics.countPush(method, outcome, node.id);
+      if (outcome === 'upstream_error') logger.error({ method, url: push.target, node: node.id, status }, message);
+      down.refuse(status, message);
+    };
+
+    const exchange = target.pool.request(method, requestHead(push, target.prefix + push.target, target.host, chunked), chunked, {
+      onHead(head) {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        metrics.observeUpstream(node.id, (performance.now() - started) / 1e3);
+        metrics.countPush(method, 'proxied', node.id);
+        down.start(head.status, head.statusMessage, responseHeaders(head));
+      },
+      onData(chunk) {
+        if (!down.write(chunk)) {
+          exchange.socket.pause();
+          down.onDrain(() => exchange.socket.resume());
+        }
+      },
+      onEnd() {
+        down.end();
+      },
+      onError(error, headStarted) {
+        if (headStarted || settled) {
+          down.destroy();
+          return;
+        }
+        refuse(502, `pushgateway ${JSON.stringify(node.id)} unreachable: ${describeError(error)}`, 'upstream_error');
+      },
+    });
+
+    const timer = setTimeout(() => {
+      refuse(504, `pushgateway ${JSON.stringify(node.id)} did not answer within ${options.timeoutMs}ms`, 'upstream_error');
+    }, options.timeoutMs);
+
+    return {
+      write: (chunk) => exchange.write(chunk),
+      upstream: exchange.socket,
+      end: () => exchange.end(),
+      send: (body) => exchange.send(body),
+      refuse,
+      cancel() {
+        clearTimeout(timer);
+        exchange.abort();
+      },
+    };
+  };
+
   const forward = (req: IncomingMessage, res: ServerResponse, node: Node): void => {
     const method = req.method ?? '';
     const declared = req.headers['content-length'];
@@ -130,96 +266,52 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       return;
     }
 
-    const target = targetOf(node);
     const chunked = length === undefined && req.headers['transfer-encoding'] !== undefined;
-    const started = process.hrtime.bigint();
-    let settled = false;
-
-    const fail = (status: number, message: string): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      exchange.abort();
-      metrics.countPush(method, 'upstream_error', node.id);
-      logger.error({ method, url: req.url, node: node.id, status }, message);
-      res.setHeader('Connection', 'close');
-      sendText(res, status, message);
-      req.resume();
+    const push: PushRequest = {
+      method,
+      target: req.url ?? '',
+      rawHeaders: req.rawHeaders,
+      remoteAddress: req.socket.remoteAddress ?? '',
+      encrypted: 'encrypted' in req.socket && req.socket.encrypted === true,
     };
-
-    const exchange = target.pool.request(method, requestHead(req, target.prefix + (req.url ?? ''), target.host, chunked), chunked, {
-      onHead(head) {
-        clearTimeout(timer);
-        if (settled) return;
-        settled = true;
-        metrics.observeUpstream(node.id, Number(process.hrtime.bigint() - started) / 1e9);
-        metrics.countPush(method, 'proxied', node.id);
-        res.writeHead(head.status, head.statusMessage, responseHeaders(head));
-      },
-      onData(chunk) {
-        if (!res.write(chunk)) {
-          exchange.socket.pause();
-          res.once('drain', () => exchange.socket.resume());
-        }
-      },
-      onEnd() {
-        res.end();
-      },
-      onError(error, headStarted) {
-        if (headStarted || settled) {
-          res.destroy();
-          return;
-        }
-        fail(502, `pushgateway ${JSON.stringify(node.id)} unreachable: ${describeError(error)}`);
-      },
-    });
-
-    const timer = setTimeout(() => {
-      fail(504, `pushgateway ${JSON.stringify(node.id)} did not answer within ${options.timeoutMs}ms`);
-    }, options.timeoutMs);
+    const relay = open(push, node, nodeDownstream(req, res), chunked);
 
     // The client went away before the answer was complete: abort the upstream request.
     res.on('close', () => {
-      clearTimeout(timer);
-      if (!res.writableFinished) exchange.abort();
+      if (!res.writableFinished) relay.cancel();
     });
 
     if (length === undefined && !chunked) {
-      exchange.send(undefined);
+      relay.send(undefined);
       req.resume();
       return;
     }
     if (length !== undefined && length <= SMALL_BODY_BYTES) {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => exchange.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      req.on('end', () => relay.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
       return;
     }
     let received = 0;
     req.on('data', (chunk: Buffer) => {
       received += chunk.length;
       if (options.maxBodyBytes > 0 && received > options.maxBodyBytes) {
-        if (!settled) {
-          metrics.countPush(method, 'rejected', node.id);
-          settled = true;
-          clearTimeout(timer);
-          exchange.abort();
-          res.setHeader('Connection', 'close');
-          sendText(res, 413, `push body exceeds --proxy.max-body of ${options.maxBodyBytes} bytes`);
-        }
+        relay.refuse(413, `push body exceeds --proxy.max-body of ${options.maxBodyBytes} bytes`, 'rejected');
         req.pause();
         return;
       }
-      if (!exchange.write(chunk)) {
+      if (!relay.write(chunk)) {
         req.pause();
-        exchange.socket.once('drain', () => req.resume());
+        relay.upstream.once('drain', () => req.resume());
       }
     });
-    req.on('end', () => exchange.end());
+    req.on('end', () => relay.end());
   };
 
   return Object.freeze({
     forward,
+    open,
+    maxBodyBytes: options.maxBodyBytes,
     close() {
       for (const target of targets.values()) target.pool.close();
     },

@@ -13,7 +13,7 @@ import { parseGroupingKey } from '../core/grouping-key';
 import type { Node } from '../core/node';
 import type { DirectorMetrics } from '../metrics';
 import type { Placement } from '../placement';
-import type { Proxy } from './proxy';
+import { type Proxy, SMALL_BODY_BYTES } from './proxy';
 import { sendText } from './text';
 
 /** PushHandlerDeps are what the push handler needs; `proxy` is required unless the mode is `redirect`. */
@@ -33,11 +33,55 @@ const PUSH_METHODS = 'PUT, POST, DELETE';
 // eslint-disable-next-line no-control-regex
 const UNSAFE_IN_LOCATION = /[^\x21-\x7e]/;
 
-/** followsRedirects tells whether a client is known to re-send a push with its body after a 307 (Go, curl). */
-export function followsRedirects(req: IncomingMessage): boolean {
-  const agent = req.headers['user-agent'];
-  if (agent === undefined || req.headers.authorization !== undefined) return false;
-  return agent.startsWith('Go-http-client/') || agent.startsWith('curl/');
+/**
+ * MAX_TARGET_BYTES bounds a push's path and query. The Pushgateway has no bound of its own below Go's 1 MiB of
+ * headers, but no grouping key needs 8 KiB, and a Location that long breaks clients and proxies on the way back.
+ */
+export const MAX_TARGET_BYTES = 8192;
+
+/**
+ * followsRedirects tells whether a client is known to re-send a push with its body after a 307 (Go, curl): by its
+ * User-Agent, and only without credentials, which those clients drop on the way to another host.
+ */
+export function followsRedirects(userAgent: string | undefined, hasAuthorization: boolean): boolean {
+  if (userAgent === undefined || hasAuthorization) return false;
+  return userAgent.startsWith('Go-http-client/') || userAgent.startsWith('curl/');
+}
+
+/** Placed is where a push goes: its owner node, or a refusal in the Pushgateway's words. */
+export type Placed =
+  | Readonly<{ ok: true; node: Node }>
+  | Readonly<{ ok: false; status: number; message: string; close?: boolean; allow?: string }>;
+
+/**
+ * placePush finds the owner of a push from its method and request target, exactly as the Pushgateway would read
+ * the grouping key. Both lanes of the listener call it, so they can only agree.
+ */
+export function placePush(placement: Placement, method: string, target: string): Placed {
+  if (target.length > MAX_TARGET_BYTES) {
+    return { ok: false, status: 414, message: `push path of ${target.length} bytes is longer than ${MAX_TARGET_BYTES} bytes`, close: true };
+  }
+  const query = target.indexOf('?');
+  const rawPath = query < 0 ? target : target.slice(0, query);
+  const isPush = method === 'PUT' || method === 'POST' || method === 'DELETE';
+
+  // Plain paths, nearly all pushes, skip building a GroupingKey; the rest, and every refusal, take the full parse.
+  const fast = isPush ? placement.fastHash(rawPath) : FALLBACK;
+  let hash: number;
+  if (fast !== FALLBACK) {
+    hash = fast;
+  } else {
+    const parsed = parseGroupingKey(rawPath);
+    if (!parsed.ok && parsed.status === 404) return parsed;
+    if (!isPush) {
+      return { ok: false, status: 405, message: `method ${method} not allowed on push paths (use PUT, POST or DELETE)`, allow: PUSH_METHODS };
+    }
+    if (!parsed.ok) return parsed;
+    hash = placement.hash(parsed.key, parsed.path);
+  }
+  const node = placement.ring.lookup(hash);
+  if (node === undefined) return { ok: false, status: 503, message: placement.unavailableMessage() };
+  return { ok: true, node };
 }
 
 /** locationFor returns the Location of a push on a node: the node URL, then the target exactly as received. */
@@ -51,12 +95,6 @@ export function locationFor(node: Node, target: string): string {
   return node.url + safe;
 }
 
-const SMALL_BODY_BYTES = 64 * 1024;
-/**
- * MAX_TARGET_BYTES bounds a push's path and query. The Pushgateway has no bound of its own below Go's 1 MiB of
- * headers, but no grouping key needs 8 KiB, and a Location that long breaks clients and proxies on the way back.
- */
-export const MAX_TARGET_BYTES = 8192;
 
 function hasPendingBody(req: IncomingMessage): boolean {
   if (req.complete) return false;
@@ -79,35 +117,16 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
 
   return (req, res, expectingContinue = false) => {
     const target = req.url ?? '';
-    if (target.length > MAX_TARGET_BYTES) {
-      res.setHeader('Connection', 'close');
-      return reject(req, res, 414, `push path of ${target.length} bytes is longer than ${MAX_TARGET_BYTES} bytes`);
-    }
-    const query = target.indexOf('?');
-    const rawPath = query < 0 ? target : target.slice(0, query);
     const method = req.method ?? '';
-    const isPush = method === 'PUT' || method === 'POST' || method === 'DELETE';
-
-    // Plain paths, nearly all pushes, skip building a GroupingKey; the rest, and every refusal, take the full parse.
-    const fast = isPush ? placement.fastHash(rawPath) : FALLBACK;
-    let hash: number;
-    if (fast !== FALLBACK) {
-      hash = fast;
-    } else {
-      const parsed = parseGroupingKey(rawPath);
-      if (!parsed.ok && parsed.status === 404) return reject(req, res, 404, parsed.message);
-      if (!isPush) {
-        res.setHeader('Allow', PUSH_METHODS);
-        return reject(req, res, 405, `method ${method} not allowed on push paths (use PUT, POST or DELETE)`);
-      }
-      if (!parsed.ok) return reject(req, res, parsed.status, parsed.message);
-      hash = placement.hash(parsed.key, parsed.path);
+    const placed = placePush(placement, method, target);
+    if (!placed.ok) {
+      if (placed.close === true) res.setHeader('Connection', 'close');
+      if (placed.allow !== undefined) res.setHeader('Allow', placed.allow);
+      return reject(req, res, placed.status, placed.message);
     }
+    const { node } = placed;
 
-    const node = placement.ring.lookup(hash);
-    if (node === undefined) return reject(req, res, 503, placement.unavailableMessage());
-
-    if (mode === 'redirect' || (mode === 'auto' && followsRedirects(req))) {
+    if (mode === 'redirect' || (mode === 'auto' && followsRedirects(req.headers['user-agent'], req.headers.authorization !== undefined))) {
       const headers: Record<string, string> = { Location: locationFor(node, target), 'Content-Length': '0' };
       // The client holds its body back until 100 Continue, which it will not get: it may send the body anyway or
       // not at all, so the connection cannot be reused safely. A large or open-ended body still on its way would
@@ -121,7 +140,7 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
       return;
     }
     if (expectingContinue) res.writeContinue();
-    if (debug) logger.debug({ method, url: target, node: node.id }, 'push proxied');
+    if (debug) logger.debug({ method, url: target, node: node.id, lane: 'node' }, 'push proxied');
     (proxy as Proxy).forward(req, res, node);
   };
 }

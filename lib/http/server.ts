@@ -1,10 +1,14 @@
 /**
- * The listener: push paths go straight to the lean push handler, everything else to the Express app. Timeouts are
- * set on purpose (see SERVER_TIMEOUTS): a slow or silent client cannot hold a connection forever.
+ * The listener: push paths go straight to the lean push handler, everything else to the Express app. When the
+ * director proxies, new connections go to the fast lane first, which hands them to Node's HTTP server at the first
+ * request it does not take. Timeouts are set on purpose (see SERVER_TIMEOUTS): a slow or silent client cannot hold
+ * a connection forever, in either lane.
  */
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 import { isPushPath } from '../core/grouping-key';
+import type { FastLane } from './fast-lane';
 import type { PushHandler } from './push';
 
 /**
@@ -17,16 +21,49 @@ export const SERVER_TIMEOUTS = Object.freeze({ headersTimeoutMs: 10_000, request
 /** ServerTimeouts are the listener's timeouts, in milliseconds. */
 export type ServerTimeouts = Readonly<{ headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number }>;
 
-/** ListenerDeps are the two handlers the listener routes between. */
+/** ListenerDeps are the handlers the listener routes between; `fastLane` takes new connections first. */
 export type ListenerDeps = Readonly<{
   push: PushHandler;
   app: (req: IncomingMessage, res: ServerResponse) => void;
+  fastLane?: FastLane;
 }>;
+
+/**
+ * DirectorServer is Node's HTTP server with an optional fast lane in front: the lane takes each new connection,
+ * and Node's own connection handler gets those the lane gives up. Closing idle connections closes the lane's too,
+ * so `close()` behaves as Node's does.
+ */
+class DirectorServer extends http.Server {
+  constructor(
+    options: http.ServerOptions,
+    listener: http.RequestListener,
+    private readonly fastLane: FastLane | undefined,
+  ) {
+    super(options, listener);
+    if (fastLane === undefined) return;
+    const handlers = this.listeners('connection') as ((socket: Socket) => void)[];
+    this.removeAllListeners('connection');
+    const handOff = (socket: Socket): void => {
+      for (const handler of handlers) handler.call(this, socket);
+    };
+    this.on('connection', (socket: Socket) => fastLane.accept(socket, handOff));
+  }
+
+  override closeIdleConnections(): void {
+    super.closeIdleConnections();
+    this.fastLane?.closeIdle();
+  }
+
+  override closeAllConnections(): void {
+    super.closeAllConnections();
+    this.fastLane?.closeAll();
+  }
+}
 
 /** createServer returns the director's http.Server, not yet listening. */
 export function createServer(deps: ListenerDeps, timeouts: ServerTimeouts = SERVER_TIMEOUTS): Server {
-  const { push, app } = deps;
-  const server = http.createServer(
+  const { push, app, fastLane } = deps;
+  const server = new DirectorServer(
     {
       headersTimeout: timeouts.headersTimeoutMs,
       requestTimeout: timeouts.requestTimeoutMs,
@@ -38,6 +75,7 @@ export function createServer(deps: ListenerDeps, timeouts: ServerTimeouts = SERV
       if (isPushPath(req.url ?? '')) push(req, res);
       else app(req, res);
     },
+    fastLane,
   );
   // With a listener here Node does not send 100 Continue by itself, so a push can be redirected before its body is
   // sent: that is what lets `curl -L -T -` (a body streamed from stdin, which curl cannot rewind) work.

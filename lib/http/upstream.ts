@@ -31,6 +31,17 @@ export type ExchangeHandlers = {
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const READ_BUFFER_BYTES = 16 * 1024;
 
+/**
+ * FIELD_LINE matches one header line at `lastIndex` (it is sticky): an RFC 9110 token, a colon, and a value of
+ * visible characters, spaces, tabs and obs-text, without the whitespace around it. Nothing else passes: no bare CR
+ * or LF, no NUL, no obs-fold, no space before the colon. Callers set `lastIndex` and exec in one synchronous loop.
+ */
+// eslint-disable-next-line no-control-regex
+export const FIELD_LINE = /([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r\n/y;
+// eslint-disable-next-line no-control-regex
+const STATUS_LINE = /HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r\n/y;
+const DIGITS = /^\d{1,15}$/;
+
 class ProtocolError extends Error {
   code = 'EPROTO';
 }
@@ -61,7 +72,7 @@ class ResponseParser {
             this.pending = Buffer.from(data);
             return false;
           }
-          const consumed = this.readHead(data.toString('latin1', 0, end));
+          const consumed = this.readHead(data.toString('latin1', 0, end + 2));
           data = data.subarray(end + 4);
           if (!consumed) continue; // an interim 1xx answer: the real one follows
           break;
@@ -133,9 +144,10 @@ class ResponseParser {
     return this.state !== 'head';
   }
 
+  /** readHead reads a status line and header block; `text` ends with the last header line's CRLF. */
   private readHead(text: string): boolean {
-    const lines = text.split('\r\n');
-    const statusLine = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? '');
+    STATUS_LINE.lastIndex = 0;
+    const statusLine = STATUS_LINE.exec(text);
     if (!statusLine) throw new ProtocolError('malformed status line');
     const status = Number(statusLine[2]);
     if (status >= 100 && status < 200 && status !== 101) return false;
@@ -144,28 +156,37 @@ class ResponseParser {
     let chunked = false;
     let keepAlive = statusLine[1] === '1';
     let connection: string | undefined;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i] as string;
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw new ProtocolError('malformed header line');
-      const name = line.slice(0, colon);
-      const value = line.slice(colon + 1).trim();
+    FIELD_LINE.lastIndex = STATUS_LINE.lastIndex;
+    while (FIELD_LINE.lastIndex < text.length) {
+      // Only well-formed fields are relayed: a stray CR, LF or NUL in a node's answer must not reach the client.
+      const field = FIELD_LINE.exec(text);
+      if (field === null) throw new ProtocolError('malformed header line');
+      const name = field[1] as string;
+      const value = field[2] as string;
       rawHeaders.push(name, value);
-      const lower = name.toLowerCase();
-      if (lower === 'content-length') length = Number(value);
-      else if (lower === 'transfer-encoding') chunked = value.toLowerCase().endsWith('chunked');
-      else if (lower === 'connection') {
-        connection = value;
-        const tokens = value.toLowerCase();
-        if (tokens.includes('close')) keepAlive = false;
-        else if (tokens.includes('keep-alive')) keepAlive = true;
+      // Only names as long as the three read here are lower-cased.
+      switch (name.length === 10 || name.length === 14 || name.length === 17 ? name.toLowerCase() : '') {
+        case 'content-length':
+          if (!DIGITS.test(value) || (length !== undefined && length !== Number(value))) throw new ProtocolError('malformed Content-Length');
+          length = Number(value);
+          break;
+        case 'transfer-encoding':
+          chunked = value.toLowerCase().endsWith('chunked');
+          break;
+        case 'connection': {
+          connection = value;
+          const tokens = value.toLowerCase();
+          if (tokens.includes('close')) keepAlive = false;
+          else if (tokens.includes('keep-alive')) keepAlive = true;
+          break;
+        }
       }
     }
     this.keepAlive = keepAlive;
     this.handlers.onHead({ status, statusMessage: statusLine[3] ?? '', rawHeaders, connection, keepAlive });
     if (this.method === 'HEAD' || status === 204 || status === 304) this.state = 'done';
     else if (chunked) this.state = 'chunk-size';
-    else if (length !== undefined && Number.isSafeInteger(length) && length >= 0) {
+    else if (length !== undefined) {
       this.remaining = length;
       this.state = length === 0 ? 'done' : 'length';
     } else {
@@ -188,13 +209,19 @@ export type Exchange = Readonly<{
   socket: net.Socket;
 }>;
 
+/** Reader receives what happens on a connection while an exchange uses it. */
+type Reader = Readonly<{
+  data(chunk: Buffer): void;
+  end(): void;
+  error(error: NodeJS.ErrnoException): void;
+}>;
+
+/** Link is one keep-alive connection: its socket and who reads it now (nobody while it is idle). */
+type Link = { readonly socket: net.Socket; reader: Reader | undefined };
+
 /** UpstreamPool keeps idle keep-alive connections to one node. */
 export class UpstreamPool {
-  private readonly idle: net.Socket[] = [];
-  /** The listener that drops an idle connection, to remove when it is taken from the pool. */
-  private readonly idleDrops = new WeakMap<net.Socket, () => void>();
-  /** Who reads a socket's bytes now: its exchange, or, while idle, the listener that drops it. */
-  private readonly readers = new WeakMap<net.Socket, (chunk: Buffer) => void>();
+  private readonly idle: Link[] = [];
   private closed = false;
 
   constructor(
@@ -204,55 +231,59 @@ export class UpstreamPool {
     private readonly maxIdle = 64,
   ) {}
 
-  private connect(): net.Socket {
-    // `onread` hands each read to us in one reused buffer, without a stream 'data' event per read: the cheapest way
-    // Node offers to read a socket. The bytes are only valid during the callback; the parser copies what it keeps.
-    const onread = {
-      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
-      callback: (bytes: number, buffer: Uint8Array): boolean => {
-        this.readers.get(socket)?.(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
-        return true;
-      },
-    };
+  /**
+   * connect opens a connection. Its listeners stay for its whole life and pass events to the exchange using it;
+   * while it is idle, anything from the node (bytes, an end, an error) just drops it from the pool.
+   */
+  private connect(): Link {
     let socket: net.Socket;
     if (this.secure) {
       // TLS sockets take no `onread`: their reads arrive as 'data' events.
       socket = tls.connect({ host: this.host, port: this.port, servername: net.isIP(this.host) === 0 ? this.host : undefined });
-      socket.on('data', (chunk: Buffer) => this.readers.get(socket)?.(chunk));
+      socket.on('data', (chunk: Buffer) => (link.reader === undefined ? this.drop(link) : link.reader.data(chunk)));
     } else {
+      // `onread` hands each read to us in one reused buffer, without a stream 'data' event per read: the cheapest
+      // way Node offers to read a socket. The bytes are only valid during the callback; the parser copies what it
+      // keeps.
+      const onread = {
+        buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+        callback: (bytes: number, buffer: Uint8Array): boolean => {
+          if (link.reader === undefined) this.drop(link);
+          else link.reader.data(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+          return true;
+        },
+      };
       socket = net.connect({ host: this.host, port: this.port, onread });
     }
+    const link: Link = { socket, reader: undefined };
     socket.setNoDelay(true);
-    // Exchanges listen for errors while they use the socket; between uses, and after a destroy, nothing must turn a
-    // late error into an uncaught exception.
-    socket.on('error', () => undefined);
-    return socket;
+    const ended = (): void => (link.reader === undefined ? this.drop(link) : link.reader.end());
+    socket.on('end', ended);
+    socket.on('close', ended);
+    socket.on('error', (error: NodeJS.ErrnoException) => (link.reader === undefined ? this.drop(link) : link.reader.error(error)));
+    return link;
   }
 
-  private acquire(): net.Socket {
+  private drop(link: Link): void {
+    link.socket.destroy();
+    const at = this.idle.indexOf(link);
+    if (at >= 0) this.idle.splice(at, 1);
+  }
+
+  private acquire(): Link {
     for (;;) {
-      const socket = this.idle.pop();
-      if (socket === undefined) return this.connect();
-      if (!socket.destroyed && socket.writable) return socket;
+      const link = this.idle.pop();
+      if (link === undefined) return this.connect();
+      if (!link.socket.destroyed && link.socket.writable) return link;
     }
   }
 
-  private release(socket: net.Socket): void {
-    if (this.closed || this.idle.length >= this.maxIdle || socket.destroyed) {
-      socket.destroy();
+  private release(link: Link): void {
+    if (this.closed || this.idle.length >= this.maxIdle || link.socket.destroyed) {
+      link.socket.destroy();
       return;
     }
-    // While idle, a close or error from the node just drops the connection from the pool.
-    const drop = (): void => {
-      socket.destroy();
-      const at = this.idle.indexOf(socket);
-      if (at >= 0) this.idle.splice(at, 1);
-    };
-    socket.on('close', drop);
-    socket.on('error', drop);
-    this.readers.set(socket, drop);
-    this.idleDrops.set(socket, drop);
-    this.idle.push(socket);
+    this.idle.push(link);
   }
 
   /**
@@ -260,52 +291,38 @@ export class UpstreamPool {
    * through `write` and `end`. With `chunked`, body chunks are framed here.
    */
   request(method: string, head: string, chunked: boolean, handlers: ExchangeHandlers): Exchange {
-    const socket = this.acquire();
-    const drop = this.idleDrops.get(socket);
-    if (drop !== undefined) {
-      socket.off('close', drop);
-      socket.off('error', drop);
-      this.idleDrops.delete(socket);
-    }
+    const link = this.acquire();
+    const { socket } = link;
     const parser = new ResponseParser(method, handlers);
     let finished = false;
-    const cleanup = (): void => {
-      this.readers.delete(socket);
-      socket.off('end', onEnd);
-      socket.off('close', onClose);
-      socket.off('error', onError);
-    };
     const fail = (error: NodeJS.ErrnoException): void => {
       if (finished) return;
       finished = true;
-      cleanup();
+      link.reader = undefined;
       socket.destroy();
       handlers.onError(error, parser.started);
     };
     const done = (): void => {
       finished = true;
-      cleanup();
+      link.reader = undefined;
       // A node may answer before the body is all sent (an early 4xx): that connection is not reusable.
-      if (parser.keepAlive && requestEnded) this.release(socket);
+      if (parser.keepAlive && requestEnded) this.release(link);
       else socket.destroy();
     };
-    const onData = (chunk: Buffer): void => {
-      try {
-        if (parser.feed(chunk)) done();
-      } catch (error) {
-        fail(error as NodeJS.ErrnoException);
-      }
+    link.reader = {
+      data(chunk) {
+        try {
+          if (parser.feed(chunk)) done();
+        } catch (error) {
+          fail(error as NodeJS.ErrnoException);
+        }
+      },
+      end() {
+        if (parser.closed()) done();
+        else fail(Object.assign(new Error('connection closed before the response was complete'), { code: 'ECONNRESET' }));
+      },
+      error: fail,
     };
-    const onEnd = (): void => {
-      if (parser.closed()) done();
-      else fail(Object.assign(new Error('connection closed before the response was complete'), { code: 'ECONNRESET' }));
-    };
-    const onClose = (): void => onEnd();
-    const onError = (error: NodeJS.ErrnoException): void => fail(error);
-    this.readers.set(socket, onData);
-    socket.on('end', onEnd);
-    socket.on('close', onClose);
-    socket.on('error', onError);
 
     let requestEnded = false;
     let headSent = false;
@@ -361,7 +378,7 @@ export class UpstreamPool {
       abort(): void {
         if (finished) return;
         finished = true;
-        cleanup();
+        link.reader = undefined;
         socket.destroy();
       },
     };
@@ -370,6 +387,6 @@ export class UpstreamPool {
   /** close drops every idle connection and stops pooling. */
   close(): void {
     this.closed = true;
-    for (const socket of this.idle.splice(0)) socket.destroy();
+    for (const link of this.idle.splice(0)) link.socket.destroy();
   }
 }
