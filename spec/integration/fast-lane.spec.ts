@@ -1,0 +1,302 @@
+/**
+ * The proxy's fast lane, over raw connections: what it takes, what it hands to Node's HTTP server (and that Node's
+ * server then answers exactly as it would have), pipelining, timeouts and shutdown. The `lane` of each "push
+ * proxied" debug line tells which lane forwarded a push.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+
+import { type Backend, startBackend } from '../support/backend';
+import { type TestDirector, directorFromFlags } from '../support/director';
+import { sleep, until } from '../support/wait';
+
+/** Response is one HTTP/1.1 response read off a raw connection. */
+type Response = { status: number; head: string; headers: Map<string, string>; body: string };
+
+/**
+ * Conversation is a raw client connection: it writes bytes as told and parses the responses as they come
+ * (Content-Length or chunked bodies), so a spec can speak exactly the bytes it means.
+ */
+class Conversation {
+  readonly socket: net.Socket;
+  readonly responses: Response[] = [];
+  closed = false;
+  private buffer = '';
+
+  constructor(port: number) {
+    this.socket = net.connect(port, '127.0.0.1');
+    this.socket.setNoDelay(true);
+    this.socket.on('data', (chunk: Buffer) => {
+      this.buffer += chunk.toString('latin1');
+      this.parse();
+    });
+    this.socket.on('close', () => (this.closed = true));
+    this.socket.on('error', () => undefined);
+  }
+
+  write(text: string): void {
+    this.socket.write(Buffer.from(text, 'latin1'));
+  }
+
+  async waitFor(count: number, timeoutMs = 5000): Promise<Response[]> {
+    await until(() => this.responses.length >= count, `${count} responses, got ${this.responses.length}`, timeoutMs);
+    return this.responses;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private parse(): void {
+    for (;;) {
+      const end = this.buffer.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = this.buffer.slice(0, end);
+      const lines = head.split('\r\n');
+      const headers = new Map<string, string>();
+      for (const line of lines.slice(1)) headers.set(line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim());
+      let rest = this.buffer.slice(end + 4);
+      let body = '';
+      if (headers.get('transfer-encoding') === 'chunked') {
+        for (;;) {
+          const eol = rest.indexOf('\r\n');
+          if (eol < 0) return;
+          const size = parseInt(rest.slice(0, eol), 16);
+          if (rest.length < eol + 2 + size + 2) return;
+          body += rest.slice(eol + 2, eol + 2 + size);
+          rest = rest.slice(eol + 2 + size + 2);
+          if (size === 0) break;
+        }
+      } else {
+        const length = Number(headers.get('content-length') ?? 0);
+        if (rest.length < length) return;
+        body = rest.slice(0, length);
+        rest = rest.slice(length);
+      }
+      this.buffer = rest;
+      const status = Number(lines[0]?.split(' ')[1]);
+      // An interim 100 Continue is not the answer.
+      if (status >= 200) this.responses.push({ status, head, headers, body });
+    }
+  }
+}
+
+const push = (path: string, body = 'm 1\n', extra = ''): string =>
+  `PUT ${path} HTTP/1.1\r\nHost: director\r\nContent-Length: ${Buffer.byteLength(body, 'latin1')}\r\n${extra}\r\n${body}`;
+
+describe('the fast lane', () => {
+  let backend: Backend;
+  let director: TestDirector;
+  let port: number;
+  const lanes = (): string[] =>
+    director.log.lines.filter((line) => line['msg'] === 'push proxied').map((line) => `${String(line['url'])} ${String(line['lane'])}`);
+
+  before(async () => {
+    backend = await startBackend((req, res, received) => {
+      if (received.url.includes('/chunked/')) {
+        // No Content-Length: Node's server sends the body chunked.
+        res.writeHead(202, { 'Content-Type': 'text/plain', 'X-From-Node': 'yes' });
+        res.write('first part\n');
+        res.end('second part\n');
+        return;
+      }
+      if (received.url.includes('/slow/')) {
+        setTimeout(() => {
+          res.writeHead(200, { 'Content-Length': 0 });
+          res.end();
+        }, 300);
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': received.body.length, 'X-From-Node': 'yes' });
+      res.end(received.body);
+    });
+    director = directorFromFlags(['--mode=proxy', '--node', backend.url]);
+    port = (await director.listen()).port;
+  });
+  after(async () => {
+    await director.close();
+    await backend.close();
+  });
+
+  it('forwards a plain push, then gives the connection to Node\'s server at the first request it does not take', async () => {
+    const client = new Conversation(port);
+    client.write(push('/metrics/job/fast/instance/a', 'm 1\n'));
+    await client.waitFor(1);
+    client.write('GET /-/healthy HTTP/1.1\r\nHost: director\r\n\r\n');
+    client.write(push('/metrics/job/fast/instance/b', 'm 2\n'));
+    const [first, health, second] = await client.waitFor(3);
+    client.close();
+    assert.equal(first?.status, 200);
+    assert.equal(first?.headers.get('x-from-node'), 'yes');
+    assert.equal(first?.body, 'm 1\n');
+    assert.equal(health?.status, 200);
+    assert.equal(health?.body, 'OK\n');
+    assert.equal(second?.body, 'm 2\n');
+    assert.deepEqual(
+      lanes().filter((line) => line.startsWith('/metrics/job/fast/')),
+      ['/metrics/job/fast/instance/a fast', '/metrics/job/fast/instance/b node'],
+    );
+  });
+
+  it('answers exactly as Node\'s server does, Date aside', async () => {
+    const fast = new Conversation(port);
+    fast.write(push('/metrics/job/same', 'm 3\n'));
+    const viaNode = new Conversation(port);
+    // A request that arrives in two reads is not complete at the first: the lane hands it over.
+    const whole = push('/metrics/job/same', 'm 3\n');
+    viaNode.write(whole.slice(0, 20));
+    await sleep(50);
+    viaNode.write(whole.slice(20));
+    const [a] = await fast.waitFor(1);
+    const [b] = await viaNode.waitFor(1);
+    fast.close();
+    viaNode.close();
+    const withoutDate = (head: string | undefined): string => (head ?? '').replace(/\r\nDate: [^\r]*/i, '');
+    assert.equal(withoutDate(a?.head), withoutDate(b?.head));
+    assert.equal(a?.body, b?.body);
+    assert.deepEqual(lanes().filter((line) => line.startsWith('/metrics/job/same')), ['/metrics/job/same fast', '/metrics/job/same node']);
+  });
+
+  it('relays a chunked answer', async () => {
+    const client = new Conversation(port);
+    client.write(push('/metrics/job/chunked/i/1'));
+    const [answer] = await client.waitFor(1);
+    client.close();
+    assert.equal(answer?.status, 202);
+    assert.equal(answer?.headers.get('transfer-encoding'), 'chunked');
+    assert.equal(answer?.body, 'first part\nsecond part\n');
+  });
+
+  it('answers pipelined pushes in order', async () => {
+    const client = new Conversation(port);
+    client.write(Array.from({ length: 30 }, (_, i) => push(`/metrics/job/pipe/i/${i}`, `m ${i}\n`)).join(''));
+    const answers = await client.waitFor(30);
+    client.close();
+    assert.deepEqual(
+      answers.map((answer) => answer.body),
+      Array.from({ length: 30 }, (_, i) => `m ${i}\n`),
+    );
+    assert.equal(lanes().filter((line) => line.startsWith('/metrics/job/pipe/') && line.endsWith(' fast')).length, 30);
+  });
+
+  it('hands over a pipelined request it does not take, after answering those before it', async () => {
+    const client = new Conversation(port);
+    client.write(
+      push('/metrics/job/mix/i/1', 'a\n') +
+        'POST /metrics/job/mix/i/2 HTTP/1.1\r\nHost: director\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nb\n\r\n0\r\n\r\n' +
+        push('/metrics/job/mix/i/3', 'c\n'),
+    );
+    const answers = await client.waitFor(3);
+    client.close();
+    assert.deepEqual(
+      answers.map((answer) => [answer.status, answer.body]),
+      [
+        [200, 'a\n'],
+        [200, 'b\n'],
+        [200, 'c\n'],
+      ],
+    );
+  });
+
+  it('closes after answering a client that asks for Connection: close', async () => {
+    const client = new Conversation(port);
+    client.write(push('/metrics/job/bye', 'm 1\n', 'Connection: close\r\n'));
+    const [answer] = await client.waitFor(1);
+    await until(() => client.closed, 'the director to close the connection');
+    assert.equal(answer?.headers.get('connection'), 'close');
+  });
+
+  for (const [name, request] of [
+    ['a push with a body over 64 KiB', push('/metrics/job/big', 'x'.repeat(70_000))],
+    ['a push with an Expect header', push('/metrics/job/expect', 'm 1\n', 'Expect: 100-continue\r\n')],
+    ['an HTTP/1.0 push', 'PUT /metrics/job/old HTTP/1.0\r\nHost: director\r\nContent-Length: 4\r\n\r\nm 1\n'],
+    ['a push with two User-Agents', push('/metrics/job/agents', 'm 1\n', 'User-Agent: a\r\nUser-Agent: b\r\n')],
+    ['a push spelled with @base64', push('/metrics/job@base64/Zm9v')],
+  ] as const) {
+    it(`leaves ${name} to Node's server, which proxies it`, async () => {
+      const client = new Conversation(port);
+      client.write(request);
+      const [answer] = await client.waitFor(1);
+      client.close();
+      assert.equal(answer?.status, 200);
+      const url = /^[A-Z]+ (\S+)/.exec(request)?.[1] ?? '';
+      // @base64 paths take the full parse in both lanes; the lane only declines what it cannot read itself.
+      if (!url.includes('@base64')) assert.ok(lanes().includes(`${url} node`), lanes().join('\n'));
+    });
+  }
+
+  it('aborts the upstream request when the client goes away', async () => {
+    const before = backend.received.length;
+    const client = new Conversation(port);
+    client.write(push('/metrics/job/slow/i/gone'));
+    await until(() => backend.received.length > before, 'the push to reach the node');
+    client.close();
+    await sleep(400);
+    // The node answered into a closed connection; the director is still fine.
+    const next = new Conversation(port);
+    next.write(push('/metrics/job/after-gone'));
+    const [answer] = await next.waitFor(1);
+    next.close();
+    assert.equal(answer?.status, 200);
+  });
+});
+
+describe('the fast lane\'s timeouts and shutdown', () => {
+  let backend: Backend;
+  let director: TestDirector;
+  let port: number;
+  before(async () => {
+    backend = await startBackend((_req, res, received) => {
+      setTimeout(
+        () => {
+          res.writeHead(200, { 'Content-Length': 0 });
+          res.end();
+        },
+        received.url.includes('/slow') ? 400 : 0,
+      );
+    });
+    director = directorFromFlags(['--mode=proxy', '--node', backend.url], {}, {
+      serverTimeouts: { headersTimeoutMs: 400, requestTimeoutMs: 1000, keepAliveTimeoutMs: 400 },
+    });
+    port = (await director.listen()).port;
+  });
+  after(async () => {
+    await director.close();
+    await backend.close();
+  });
+
+  it('closes an idle keep-alive connection after the keep-alive timeout', async () => {
+    const client = new Conversation(port);
+    client.write(push('/metrics/job/idle'));
+    const [answer] = await client.waitFor(1);
+    assert.equal(answer?.headers.get('keep-alive'), 'timeout=0');
+    const answeredAt = Date.now();
+    await until(() => client.closed, 'the idle connection to be closed', 3000);
+    assert.ok(Date.now() - answeredAt >= 300, `closed after ${Date.now() - answeredAt}ms`);
+  });
+
+  it('answers 408 to a connection that sends nothing within the headers timeout', async () => {
+    const client = new Conversation(port);
+    let text = '';
+    client.socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    await until(() => client.closed, 'the silent connection to be closed', 3000);
+    assert.match(text, /^HTTP\/1\.1 408 /);
+  });
+
+  it('on close, ends idle connections at once and lets a push in flight finish', async () => {
+    const idle = new Conversation(port);
+    idle.write(push('/metrics/job/before-close'));
+    await idle.waitFor(1);
+    const busy = new Conversation(port);
+    busy.write(push('/metrics/job/slow'));
+    await sleep(100);
+    const closing = director.close();
+    await until(() => idle.closed, 'the idle connection to be closed', 1000);
+    const [answer] = await busy.waitFor(1);
+    assert.equal(answer?.status, 200);
+    assert.equal(answer?.headers.get('connection'), 'close');
+    await closing;
+    assert.ok(busy.closed || (await until(() => busy.closed, 'the busy connection to close').then(() => true)));
+  });
+});
