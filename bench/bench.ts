@@ -147,26 +147,39 @@ function which(command: string): boolean {
 }
 
 const WORK = mkdtempSync(join(tmpdir(), 'pgw-bench-'));
-const LUA = join(WORK, 'push.lua');
-writeFileSync(
-  LUA,
-  `-- POSTs a small body to varied push paths
+
+/** pushScript writes a wrk script that POSTs `body` to varied push paths, and returns its path. */
+function pushScript(name: string, body: string): string {
+  const path = join(WORK, `${name}.lua`);
+  writeFileSync(
+    path,
+    `-- POSTs ${body.length} bytes to varied push paths
 wrk.method = "POST"
-wrk.body = "m 1\\n"
+wrk.body = ${JSON.stringify(body)}
 local i = 0
 request = function()
   i = i + 1
   return wrk.format(nil, "/metrics/job/backup_" .. (i % 97) .. "/instance/host-" .. i .. ".dc1.example")
 end
 `,
+  );
+  return path;
+}
+
+/** As the baselines measured: a 4-byte push for redirects, a ~200-byte one (a small batch job's) for the proxy. */
+const SMALL_PUSH = pushScript('small', 'm 1\n');
+const TYPICAL_PUSH = pushScript(
+  'typical',
+  '# TYPE backup_last_success_timestamp_seconds gauge\nbackup_last_success_timestamp_seconds 1.7645e+09\n' +
+    '# TYPE backup_duration_seconds gauge\nbackup_duration_seconds 42.5\nbackup_bytes_written 1.23456789e+08\n',
 );
 
 type Measured = { requests: number; rps: number; cpu: number; perCpu: number; errors: string };
 
-async function load(port: number, pids: number[], threads: number, connections: number): Promise<Measured> {
+async function load(port: number, pids: number[], threads: number, connections: number, script = SMALL_PUSH): Promise<Measured> {
   const before = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const output = await new Promise<string>((resolve, reject) => {
-    const wrk = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '-s', LUA, `http://127.0.0.1:${port}`]);
+    const wrk = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${port}`]);
     let text = '';
     wrk.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
     wrk.on('error', reject);
@@ -229,11 +242,12 @@ async function redirectThroughput(): Promise<void> {
   }
 }
 
-function nginxConfig(port: number, sinks: number[]): string {
+/** nginxConfig is one nginx process (`name` keeps its files apart) serving `server` blocks. */
+function nginxConfig(name: string, http: string): string {
   return `daemon off;
 worker_processes 1;
-pid ${join(WORK, 'nginx.pid')};
-error_log ${join(WORK, 'nginx-error.log')} warn;
+pid ${join(WORK, `${name}.pid`)};
+error_log ${join(WORK, `${name}-error.log`)} warn;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -242,7 +256,16 @@ http {
   fastcgi_temp_path ${WORK};
   uwsgi_temp_path ${WORK};
   scgi_temp_path ${WORK};
-  upstream pushgateways {
+${http}
+}
+`;
+}
+
+/** The proxy baseline: nginx with a consistent-hash upstream over the sinks, keep-alive both ways. */
+function nginxProxy(port: number, sinks: number[]): string {
+  return nginxConfig(
+    'proxy',
+    `  upstream pushgateways {
     hash $request_uri consistent;
 ${sinks.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
     keepalive 64;
@@ -254,23 +277,36 @@ ${sinks.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
-  }
+  }`,
+  );
 }
-`;
+
+/** The sinks, as the baselines had them: a second nginx answering 200 at once on each port, keep-alive without limit. */
+function nginxSinks(sinks: number[]): string {
+  return nginxConfig(
+    'sinks',
+    `  keepalive_requests 1000000;
+  server {
+${sinks.map((p) => `    listen 127.0.0.1:${p};`).join('\n')}
+    location / { return 200; }
+  }`,
+  );
 }
 
 async function proxyThroughput(): Promise<void> {
-  console.log(`## Proxy throughput (wrk -t1 -c32, ${seconds}s each, to node:http sinks that answer 200 at once)\n`);
+  console.log(`## Proxy throughput (wrk -t1 -c32, ${seconds}s each, a 202-byte push, to sinks that answer 200 at once)\n`);
   if (!which('nginx')) {
     console.log('nginx not found: run scripts/install-e2e-deps.sh (Debian package nginx) for the proxy baseline\n');
     return;
   }
   const sinkPorts = [await freePort(), await freePort(), await freePort()];
-  const sinks = sinkPorts.map((port) => startChild(process.execPath, ['-e', SINK, String(port)]));
+  const sinkConf = join(WORK, 'sinks.conf');
+  writeFileSync(sinkConf, nginxSinks(sinkPorts));
+  const sinks = startChild('nginx', ['-c', sinkConf, '-p', WORK]);
   const nginxPort = await freePort();
   const directorPort = await freePort();
-  const conf = join(WORK, 'nginx.conf');
-  writeFileSync(conf, nginxConfig(nginxPort, sinkPorts));
+  const conf = join(WORK, 'proxy.conf');
+  writeFileSync(conf, nginxProxy(nginxPort, sinkPorts));
   const nginx = startChild('nginx', ['-c', conf, '-p', WORK]);
   const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
@@ -285,12 +321,13 @@ async function proxyThroughput(): Promise<void> {
       const out = execFileSync('pgrep', ['-P', String(nginx.pid)]).toString().trim().split('\n').map(Number);
       return [nginx.pid as number, ...out];
     };
-    await load(nginxPort, nginxPids(), 1, 32);
-    await load(directorPort, [director.pid as number], 1, 32);
-    const n = await load(nginxPort, nginxPids(), 1, 32);
-    const d = await load(directorPort, [director.pid as number], 1, 32);
-    const n2 = await load(nginxPort, nginxPids(), 1, 32);
-    const d2 = await load(directorPort, [director.pid as number], 1, 32);
+    const run = (port: number, pids: number[]): Promise<Measured> => load(port, pids, 1, 32, TYPICAL_PUSH);
+    await run(nginxPort, nginxPids());
+    await run(directorPort, [director.pid as number]);
+    const n = await run(nginxPort, nginxPids());
+    const d = await run(directorPort, [director.pid as number]);
+    const n2 = await run(nginxPort, nginxPids());
+    const d2 = await run(directorPort, [director.pid as number]);
     const merge = (a: Measured, b: Measured): Measured => ({
       requests: a.requests + b.requests,
       cpu: a.cpu + b.cpu,
@@ -306,7 +343,7 @@ async function proxyThroughput(): Promise<void> {
     console.log(row('pgw-director, proxy mode', dm, nm));
     console.log(`\nproxy ratio: ${(dm.perCpu / nm.perCpu).toFixed(2)} (target >= 0.40)\n`);
   } finally {
-    await Promise.all([...sinks, nginx, director].map(stopChild));
+    await Promise.all([sinks, nginx, director].map(stopChild));
   }
 }
 
