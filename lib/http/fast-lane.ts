@@ -52,6 +52,7 @@ export type FastPush = PushRequest &
     authorization: boolean;
   }>;
 
+const CRLF = Buffer.from('\r\n');
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Node's default limit on a request head; a longer one is Node's to refuse. */
 const MAX_HEAD_BYTES = 16 * 1024;
@@ -155,11 +156,10 @@ class Connection implements Downstream {
   private head: string | undefined;
   private chunked = false;
   private closeAfter = false;
-  private inLane = true;
   /** When an idle connection is closed: headers timeout on a new connection, keep-alive timeout after an answer. */
-  deadline: number;
-  /** True until the first request arrives. */
-  fresh = true;
+  private deadline: number;
+  /** True until the first bytes arrive. */
+  private fresh = true;
 
   constructor(
     private readonly lane: Lane,
@@ -171,10 +171,6 @@ class Connection implements Downstream {
     socket.on('end', this.onEnd);
     socket.on('close', this.onClose);
     socket.on('error', this.onError);
-  }
-
-  get idle(): boolean {
-    return this.relay === undefined;
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -213,7 +209,6 @@ class Connection implements Downstream {
 
   /** giveUp hands the connection, and what it read, to Node's HTTP server. */
   private giveUp(): void {
-    this.inLane = false;
     this.lane.connections.delete(this);
     const { socket } = this;
     socket.off('data', this.onData);
@@ -265,14 +260,13 @@ class Connection implements Downstream {
   }
 
   write(chunk: Buffer): boolean {
+    const framed = this.chunked ? [Buffer.from(`${chunk.length.toString(16)}\r\n`, 'latin1'), chunk, CRLF] : [chunk];
     if (this.head !== undefined) {
-      this.socket.write(this.head, 'latin1');
+      // The head and the first bytes of the body in one write.
+      framed.unshift(Buffer.from(this.head, 'latin1'));
       this.head = undefined;
     }
-    if (!this.chunked) return this.socket.write(chunk);
-    this.socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-    this.socket.write(chunk);
-    return this.socket.write('\r\n', 'latin1');
+    return this.socket.write(framed.length === 1 ? chunk : Buffer.concat(framed));
   }
 
   onDrain(resume: () => void): void {
@@ -280,8 +274,8 @@ class Connection implements Downstream {
   }
 
   end(): void {
-    const last = this.chunked ? '0\r\n\r\n' : '';
-    this.socket.write(this.head === undefined ? last : this.head + last, 'latin1');
+    const rest = (this.head ?? '') + (this.chunked ? '0\r\n\r\n' : '');
+    if (rest !== '') this.socket.write(rest, 'latin1');
     this.head = undefined;
     this.finish();
   }
@@ -312,7 +306,7 @@ class Connection implements Downstream {
     }
     this.deadline = performance.now() + this.lane.options.keepAliveTimeoutMs;
     if (this.socket.isPaused()) this.socket.resume();
-    if (this.inLane) this.next();
+    this.next();
   }
 
   /** expire closes an idle connection past its deadline, as Node's server would. */

@@ -2,6 +2,10 @@
  * The compatibility mode's proxy: forwards a push to its owner node and relays the answer, for clients that cannot
  * follow a 307 (Python, Node, Ruby, anything sending Authorization). Bodies stream both ways; nothing is buffered
  * whole. A push is never retried on another node: the group would then live on two nodes.
+ *
+ * Both lanes of the listener forward through `open`: pushes that Node's HTTP server read come through `forward`,
+ * which streams their bodies; the fast lane (fast-lane.ts) calls `open` with a whole small body and answers the
+ * client itself through a Downstream of its own.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
@@ -50,13 +54,17 @@ export type Downstream = Readonly<{
   destroy(): void;
 }>;
 
-/** Relay is one push in flight. `cancel` stops it when the client went away. */
+/**
+ * Relay is one push in flight. Its body goes out whole through `send`, or streamed through `write`s and `end`;
+ * `cancel` stops it when the client went away.
+ */
 export type Relay = Readonly<{
+  send(body: Buffer | undefined): void;
+  /** write streams a body chunk; false asks the caller to wait for the node's connection to drain. */
   write(chunk: Buffer): boolean;
   /** The node's connection, to wait for its 'drain'. */
   upstream: NodeJS.EventEmitter;
   end(): void;
-  send(body: Buffer | undefined): void;
   /** refuse abandons the push and answers the client with an error of the director's own. */
   refuse(status: number, message: string, outcome: 'rejected' | 'upstream_error'): void;
   cancel(): void;
@@ -113,7 +121,7 @@ function fieldOf(rawHeaders: readonly string[], lowerName: string): string | und
  * requestHead renders the request head for the node: the end-to-end headers as received, Host set to the node,
  * X-Forwarded-* added, and the body's framing (Content-Length as received, or chunked).
  */
-export function requestHead(push: PushRequest, path: string, host: string, chunked: boolean): string {
+function requestHead(push: PushRequest, path: string, host: string, chunked: boolean): string {
   const raw = push.rawHeaders;
   const listed = connectionTokens(fieldOf(raw, 'connection'));
   let head = `${push.method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
@@ -136,7 +144,7 @@ export function requestHead(push: PushRequest, path: string, host: string, chunk
 }
 
 /** responseHeaders returns the node's end-to-end response headers, names and values alternating. */
-export function responseHeaders(head: ResponseHead): string[] {
+function responseHeaders(head: ResponseHead): string[] {
   const rawHeaders = head.rawHeaders;
   const listed = connectionTokens(head.connection);
   const out: string[] = [];
