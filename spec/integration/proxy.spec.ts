@@ -138,6 +138,30 @@ describe('proxy errors', () => {
     await backend.close();
   });
 
+  for (const [name, answer] of [
+    ['a bare LF inside a header', 'HTTP/1.1 200 OK\r\nX-Bad: a\nSet-Cookie: x\r\nContent-Length: 0\r\n\r\n'],
+    ['a space before the colon', 'HTTP/1.1 200 OK\r\nX-Bad : a\r\nContent-Length: 0\r\n\r\n'],
+    ['a NUL in the reason phrase', 'HTTP/1.1 200 O\0K\r\nContent-Length: 0\r\n\r\n'],
+    ['two different Content-Lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab'],
+  ] as const) {
+    it(`answers 502 when the node's answer has ${name}, relaying none of it`, async () => {
+      const node = net.createServer((socket) => {
+        socket.once('data', () => socket.end(answer));
+        socket.on('error', () => undefined);
+      });
+      await new Promise<void>((resolve) => node.listen(0, '127.0.0.1', resolve));
+      const port = (node.address() as net.AddressInfo).port;
+      const director = directorFromFlags(['--mode=proxy', '--node', `http://127.0.0.1:${port}`]);
+      director.discovery.start();
+      const res = await request(director.server).put('/metrics/job/j').send('m 1\n');
+      assert.equal(res.status, 502);
+      assert.equal(res.text, `pushgateway "127.0.0.1:${port}" unreachable: EPROTO\n`);
+      assert.equal(res.headers['set-cookie'], undefined);
+      await director.close();
+      node.close();
+    });
+  }
+
   it('answers 504 naming the node when it sends no headers in time, and never retries elsewhere', async () => {
     const silent = await startBackend(() => undefined);
     const other = await startBackend();
