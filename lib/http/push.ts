@@ -95,7 +95,6 @@ export function locationFor(node: Node, target: string): string {
   return node.url + safe;
 }
 
-
 function hasPendingBody(req: IncomingMessage): boolean {
   if (req.complete) return false;
   const length = req.headers['content-length'];
