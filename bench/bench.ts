@@ -192,6 +192,13 @@ async function load(port: number, pids: number[], threads: number, connections: 
   return { requests, rps, cpu, perCpu: requests / cpu, errors };
 }
 
+/** combine totals several runs against one server: requests per CPU-second over all of them. */
+function combine(runs: readonly Measured[]): Measured {
+  const requests = runs.reduce((sum, r) => sum + r.requests, 0);
+  const cpu = runs.reduce((sum, r) => sum + r.cpu, 0);
+  return { requests, cpu, rps: runs.reduce((sum, r) => sum + r.rps, 0) / runs.length, perCpu: requests / cpu, errors: runs.map((r) => r.errors).join('') };
+}
+
 const BARE_307 = `
 const http = require('node:http');
 http.createServer((req, res) => {
@@ -225,13 +232,8 @@ async function redirectThroughput(): Promise<void> {
       bareRuns.push(await load(barePort, [bare.pid as number], 2, 64));
       directorRuns.push(await load(directorPort, [director.pid as number], 2, 64));
     }
-    const sum = (runs: Measured[]): Measured => {
-      const requests = runs.reduce((s, r) => s + r.requests, 0);
-      const cpu = runs.reduce((s, r) => s + r.cpu, 0);
-      return { requests, cpu, rps: runs.reduce((s, r) => s + r.rps, 0) / runs.length, perCpu: requests / cpu, errors: runs.map((r) => r.errors).join('') };
-    };
-    const b = sum(bareRuns);
-    const d = sum(directorRuns);
+    const b = combine(bareRuns);
+    const d = combine(directorRuns);
     console.log('| server | req/s | req per server CPU-second | ratio to bare node:http | errors |');
     console.log('|---|---|---|---|---|');
     console.log(row('bare node:http 307', b, b));
@@ -328,15 +330,8 @@ async function proxyThroughput(): Promise<void> {
     const d = await run(directorPort, [director.pid as number]);
     const n2 = await run(nginxPort, nginxPids());
     const d2 = await run(directorPort, [director.pid as number]);
-    const merge = (a: Measured, b: Measured): Measured => ({
-      requests: a.requests + b.requests,
-      cpu: a.cpu + b.cpu,
-      rps: (a.rps + b.rps) / 2,
-      perCpu: (a.requests + b.requests) / (a.cpu + b.cpu),
-      errors: a.errors + b.errors,
-    });
-    const nm = merge(n, n2);
-    const dm = merge(d, d2);
+    const nm = combine([n, n2]);
+    const dm = combine([d, d2]);
     console.log('| proxy | req/s | req per proxy CPU-second | ratio to nginx | errors |');
     console.log('|---|---|---|---|---|');
     console.log(row('nginx, hash $request_uri consistent, keepalive 64', nm, nm));

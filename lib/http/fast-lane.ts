@@ -19,7 +19,8 @@ import type { PushMode } from '../config';
 import type { Placement } from '../placement';
 import { type Downstream, type Proxy, type PushRequest, type Relay, SMALL_BODY_BYTES } from './proxy';
 import { followsRedirects, placePush } from './push';
-import { FIELD_LINE } from './upstream';
+import { textAnswer } from './text';
+import { DIGITS, FIELD_LINE } from './upstream';
 
 /** FastLaneOptions configures createFastLane; the timeouts are the listener's. */
 export type FastLaneOptions = Readonly<{
@@ -61,7 +62,6 @@ const MAX_FIELDS = 100;
 const MAX_PENDING_BYTES = MAX_HEAD_BYTES + SMALL_BODY_BYTES;
 // The request-target: origin-form, only characters RFC 3986 allows unescaped in a path and query, and `%`.
 const REQUEST_LINE = /(PUT|POST|DELETE) (\/metrics\/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*) HTTP\/1\.1\r\n/y;
-const CONTENT_LENGTH = /^\d{1,10}$/;
 /** Node's answer to a connection that sends no request in time. */
 const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 
@@ -84,6 +84,7 @@ export function readPush(data: Buffer, remoteAddress: string): FastPush | undefi
   let sawLength = false;
   let host = false;
   let close = false;
+  let connection: string | undefined;
   let userAgent: string | undefined;
   let authorization = false;
   FIELD_LINE.lastIndex = REQUEST_LINE.lastIndex;
@@ -94,7 +95,7 @@ export function readPush(data: Buffer, remoteAddress: string): FastPush | undefi
     const value = field[2] as string;
     switch (name.toLowerCase()) {
       case 'content-length':
-        if (sawLength || !CONTENT_LENGTH.test(value)) return undefined;
+        if (sawLength || !DIGITS.test(value)) return undefined;
         sawLength = true;
         length = Number(value);
         break;
@@ -107,6 +108,7 @@ export function readPush(data: Buffer, remoteAddress: string): FastPush | undefi
         host = true;
         break;
       case 'connection':
+        connection = connection === undefined ? value : `${connection}, ${value}`;
         for (const token of value.toLowerCase().split(',')) if (token.trim() === 'close') close = true;
         break;
       case 'user-agent':
@@ -125,6 +127,7 @@ export function readPush(data: Buffer, remoteAddress: string): FastPush | undefi
     method: requestLine[1] as string,
     target: requestLine[2] as string,
     rawHeaders,
+    connection,
     remoteAddress,
     encrypted: false,
     body: data.subarray(end + 4, size),
@@ -281,12 +284,10 @@ class Connection implements Downstream {
   }
 
   refuse(status: number, message: string): void {
-    const body = `${message}\n`;
-    this.socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n` +
-        'Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n' +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    const { body, headers } = textAnswer(message);
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+    this.socket.write(`${head}Date: ${httpDate()}\r\nConnection: close\r\n\r\n${body}`);
     this.closeAfter = true;
     this.finish();
   }

@@ -34,6 +34,8 @@ export type PushRequest = Readonly<{
   method: string;
   target: string;
   rawHeaders: readonly string[];
+  /** The Connection header's value, repeated fields joined with ", " as Node joins them. */
+  connection: string | undefined;
   remoteAddress: string;
   encrypted: boolean;
 }>;
@@ -105,25 +107,13 @@ function connectionTokens(value: string | undefined): Set<string> | undefined {
   return new Set(value.split(',').map((token) => token.trim().toLowerCase()));
 }
 
-/** fieldOf returns a header's value from raw pairs, repeated fields joined with ", " as Node joins them. */
-function fieldOf(rawHeaders: readonly string[], lowerName: string): string | undefined {
-  let value: string | undefined;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i] as string;
-    if (name.length !== lowerName.length || name.toLowerCase() !== lowerName) continue;
-    const field = rawHeaders[i + 1] as string;
-    value = value === undefined ? field : `${value}, ${field}`;
-  }
-  return value;
-}
-
 /**
  * requestHead renders the request head for the node: the end-to-end headers as received, Host set to the node,
  * X-Forwarded-* added, and the body's framing (Content-Length as received, or chunked).
  */
 function requestHead(push: PushRequest, path: string, host: string, chunked: boolean): string {
   const raw = push.rawHeaders;
-  const listed = connectionTokens(fieldOf(raw, 'connection'));
+  const listed = connectionTokens(push.connection);
   let head = `${push.method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
   let prior: string | undefined;
   let originalHost: string | undefined;
@@ -279,6 +269,7 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       method,
       target: req.url ?? '',
       rawHeaders: req.rawHeaders,
+      connection: req.headers.connection,
       remoteAddress: req.socket.remoteAddress ?? '',
       encrypted: 'encrypted' in req.socket && req.socket.encrypted === true,
     };

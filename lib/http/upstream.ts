@@ -40,7 +40,8 @@ const READ_BUFFER_BYTES = 16 * 1024;
 export const FIELD_LINE = /([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r\n/y;
 // eslint-disable-next-line no-control-regex
 const STATUS_LINE = /HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r\n/y;
-const DIGITS = /^\d{1,15}$/;
+/** DIGITS is a Content-Length's value: decimal digits only, no sign or space, within a safe integer. */
+export const DIGITS = /^\d{1,15}$/;
 
 class ProtocolError extends Error {
   code = 'EPROTO';
