@@ -16,6 +16,7 @@ import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
 import { SERVER_TIMEOUTS, type ServerTimeouts, createServer } from './http/server';
 import { type DirectorMetrics, createMetrics } from './metrics';
+import { createNodeClient } from './nodes/client';
 import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
 
@@ -65,12 +66,8 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const fastLane =
     proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const reconciler = createReconciler(
-    placement,
-    { ...config.reconcile, timeoutMs: config.proxyTimeoutMs },
-    createReconcileMetrics(metrics.registry),
-    logger,
-  );
+  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
+  const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);
 
   // Periodic passes, one at a time, only once the ring has members.
   let reconcileTimer: NodeJS.Timeout | undefined;

@@ -11,8 +11,9 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 
-import type { GroupingKey } from './core/grouping-key';
+import { type Group, groupIdentity as identity, groupKeyOf as keyOf, toTextFormat } from './core/group';
 import type { Node } from './core/node';
+import type { NodeClient } from './nodes/client';
 import type { Placement } from './placement';
 
 /** ReconcileOptions configures a pass. */
@@ -25,8 +26,6 @@ export type ReconcileOptions = Readonly<{
   dryRun: boolean;
   /** Delete groups whose last push is older than this; undefined: never. */
   ttlMs: number | undefined;
-  /** Per-request timeout towards the Pushgateways. */
-  timeoutMs: number;
 }>;
 
 /** PassReport counts what one pass saw and did. */
@@ -43,81 +42,6 @@ export type PassReport = {
   drainedEmpty: string[];
   durationMs: number;
 };
-
-type Family = {
-  type?: string;
-  help?: string;
-  metrics?: { labels?: Record<string, string>; value?: string; quantiles?: Record<string, string>; buckets?: Record<string, string>; count?: string; sum?: string }[];
-};
-
-/** Group is one group as a Pushgateway's /api/v1/metrics reports it. */
-type Group = { labels: Record<string, string>; pushTime: number; families: Record<string, Family> };
-
-const ADDED_BY_PUSHGATEWAY = new Set(['push_time_seconds', 'push_failure_time_seconds']);
-
-function keyOf(labels: Record<string, string>): GroupingKey {
-  const pairs: string[] = [];
-  for (const name of Object.keys(labels).sort()) {
-    // The API speaks UTF-8 text; the ring hashes bytes, one code unit per byte.
-    pairs.push(name, Buffer.from(labels[name] as string, 'utf8').toString('latin1'));
-  }
-  return { pairs };
-}
-
-function identity(labels: Record<string, string>): string {
-  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-/** groupPath renders the push path of a group with every value in @base64, so any value round-trips. */
-export function groupPath(labels: Record<string, string>): string {
-  const encode = (value: string): string => (value === '' ? '=' : Buffer.from(value, 'utf8').toString('base64url'));
-  let path = `/metrics/job@base64/${encode(labels['job'] ?? '')}`;
-  for (const name of Object.keys(labels).sort()) {
-    if (name !== 'job') path += `/${name}@base64/${encode(labels[name] as string)}`;
-  }
-  return path;
-}
-
-function escapeLabelValue(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-
-function labelText(labels: Record<string, string>, extra: Record<string, string> = {}): string {
-  const all = { ...labels, ...extra };
-  const names = Object.keys(all);
-  if (names.length === 0) return '';
-  return `{${names.map((name) => `${name}="${escapeLabelValue(all[name] as string)}"`).join(',')}}`;
-}
-
-/**
- * toTextFormat renders a group's metric families in the text format 0.0.4, without the families the Pushgateway adds
- * itself. Returns undefined for families it cannot render (native histograms): such a group is not migrated.
- */
-export function toTextFormat(families: Record<string, Family>): string | undefined {
-  let out = '';
-  for (const [name, family] of Object.entries(families)) {
-    if (ADDED_BY_PUSHGATEWAY.has(name)) continue;
-    const type = (family.type ?? 'UNTYPED').toLowerCase();
-    if (family.help !== undefined && family.help !== '') out += `# HELP ${name} ${family.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}\n`;
-    out += `# TYPE ${name} ${type}\n`;
-    for (const metric of family.metrics ?? []) {
-      const labels = metric.labels ?? {};
-      if (type === 'summary') {
-        for (const [q, v] of Object.entries(metric.quantiles ?? {})) out += `${name}${labelText(labels, { quantile: q })} ${v}\n`;
-        out += `${name}_sum${labelText(labels)} ${metric.sum ?? '0'}\n${name}_count${labelText(labels)} ${metric.count ?? '0'}\n`;
-      } else if (type === 'histogram') {
-        if (metric.buckets === undefined || Array.isArray(metric.buckets)) return undefined;
-        const bounds = Object.keys(metric.buckets).sort((a, b) => Number(a) - Number(b));
-        for (const bound of bounds) out += `${name}_bucket${labelText(labels, { le: bound })} ${metric.buckets[bound] as string}\n`;
-        if (!bounds.includes('+Inf')) out += `${name}_bucket${labelText(labels, { le: '+Inf' })} ${metric.count ?? '0'}\n`;
-        out += `${name}_sum${labelText(labels)} ${metric.sum ?? '0'}\n${name}_count${labelText(labels)} ${metric.count ?? '0'}\n`;
-      } else if (metric.value !== undefined) {
-        out += `${name}${labelText(labels)} ${metric.value}\n`;
-      } else return undefined;
-    }
-  }
-  return out;
-}
 
 /** ReconcileMetrics are the reconciler's counters and gauges. */
 export type ReconcileMetrics = ReturnType<typeof createReconcileMetrics>;
@@ -145,48 +69,22 @@ export function createReconcileMetrics(registry: Registry) {
 /** Reconciler runs passes against the current ring. */
 export type Reconciler = Readonly<{ pass(): Promise<PassReport> }>;
 
-/** createReconciler builds a reconciler; `fetchFn` is the HTTP client (global fetch by default). */
+/** createReconciler builds a reconciler that reaches the nodes through `client`. */
 export function createReconciler(
   placement: Placement,
   options: ReconcileOptions,
   metrics: ReconcileMetrics,
   logger: Logger,
-  fetchFn: typeof fetch = fetch,
+  client: NodeClient,
 ): Reconciler {
   const log = logger.child({ component: 'reconcile', ...(options.dryRun ? { dry_run: true } : {}) });
-
-  const call = async (url: string, init: RequestInit = {}): Promise<Response> => {
-    const response = await fetchFn(url, { ...init, signal: AbortSignal.timeout(options.timeoutMs) });
-    return response;
-  };
-
-  const list = async (node: Node): Promise<Group[]> => {
-    const response = await call(`${node.url}/api/v1/metrics`);
-    if (!response.ok) throw new Error(`listing ${node.id}: HTTP ${response.status}`);
-    const doc = (await response.json()) as { data?: Record<string, unknown>[] };
-    if (!Array.isArray(doc.data)) throw new Error(`listing ${node.id}: no data array`);
-    return doc.data.map((raw) => {
-      const families: Record<string, Family> = {};
-      for (const [name, value] of Object.entries(raw)) if (name !== 'labels' && name !== 'last_push_successful') families[name] = value as Family;
-      const pushTime = Number(families['push_time_seconds']?.metrics?.[0]?.value ?? 0);
-      return { labels: (raw['labels'] ?? {}) as Record<string, string>, pushTime, families };
-    });
-  };
-
-  const remove = async (node: Node, group: Group): Promise<void> => {
-    const response = await call(`${node.url}${groupPath(group.labels)}`, { method: 'DELETE' });
-    if (response.status !== 202 && response.status !== 200) throw new Error(`deleting from ${node.id}: HTTP ${response.status}`);
-  };
+  const list = (node: Node): Promise<Group[]> => client.listGroups(node);
+  const remove = (node: Node, group: Group): Promise<void> => client.deleteGroup(node, group.labels);
 
   const copy = async (owner: Node, group: Group): Promise<void> => {
     const body = toTextFormat(group.families);
     if (body === undefined) throw new Error('the group holds native histograms, which cannot be re-pushed in the text format');
-    const response = await call(`${owner.url}${groupPath(group.labels)}`, {
-      method: 'PUT',
-      body,
-      headers: { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' },
-    });
-    if (response.status !== 200 && response.status !== 202) throw new Error(`pushing to ${owner.id}: HTTP ${response.status} ${(await response.text()).trim()}`);
+    await client.putGroup(owner, group.labels, body);
     const arrived = (await list(owner)).some((g) => identity(g.labels) === identity(group.labels) && g.pushTime > 0);
     if (!arrived) throw new Error(`the group did not arrive on ${owner.id}`);
   };

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { parseGroupingKey, toDisplayLabels } from '../../lib/core/grouping-key';
-import { groupPath, toTextFormat } from '../../lib/reconcile';
+import { parseGroupingKey, toDisplayLabels } from '../../../lib/core/grouping-key';
+import { groupPath, toTextFormat } from '../../../lib/core/group';
 
 describe('groupPath', () => {
   const cases: Record<string, string>[] = [
