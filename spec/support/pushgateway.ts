@@ -76,11 +76,15 @@ async function waitReady(url: string, headers: Record<string, string> = {}): Pro
   throw new Error(`pushgateway at ${url} did not become ready`);
 }
 
-/** startPushgateway starts one Pushgateway on a free loopback port, in memory only. */
-export async function startPushgateway(options: { webConfig?: string; authHeader?: string; port?: number } = {}): Promise<Pushgateway> {
+/** startPushgateway starts one Pushgateway on a free loopback port, in memory only unless given a persistence file. */
+export async function startPushgateway(
+  options: { webConfig?: string; authHeader?: string; port?: number; persistenceFile?: string } = {},
+): Promise<Pushgateway> {
   const binary = requireProgram('prometheus-pushgateway', ['/usr/bin/prometheus-pushgateway']);
   const port = options.port ?? (await freePort());
-  const args = [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file=', '--log.level=warn'];
+  const args = [`--web.listen-address=127.0.0.1:${port}`, `--persistence.file=${options.persistenceFile ?? ''}`, '--log.level=warn'];
+  // A node that must come back with its groups after a SIGKILL writes them every second.
+  if (options.persistenceFile !== undefined) args.push('--persistence.interval=1s');
   if (options.webConfig !== undefined) args.push(`--web.config.file=${options.webConfig}`);
   const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
