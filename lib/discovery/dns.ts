@@ -240,7 +240,8 @@ export function createDnsDiscovery(
         const message = error instanceof LookupFailure ? error.message : `dns lookup failed: ${String(error)}`;
         // Log the first failure, a changed one, and then at 2, 4, 8, ... failures: not one line per retry.
         if (message !== lastMessage || (failures & (failures - 1)) === 0) {
-          log.error({ failures }, `${message}; keeping the last good ring and retrying`);
+          const keeping = placement.pendingReason === undefined ? 'keeping the last good ring' : 'not ready until dns answers';
+          log.error({ failures }, `${message}; ${keeping} and retrying`);
           lastMessage = message;
         }
         const ceiling = Math.min(backoffMaxMs, backoffBaseMs * 2 ** Math.min(failures - 1, 20));
