@@ -3,6 +3,7 @@
  * same settings, flags winning. Everything is validated once, at start-up; a contradiction is a ConfigError.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 
 import YAML from 'yaml';
@@ -42,6 +43,24 @@ export type ConsulConfig = Readonly<{
   deregisterOnExit: boolean;
 }>;
 
+/** DnsRecordType is what DNS discovery asks for: SRV records (targets and ports), or addresses with a fixed port. */
+export type DnsRecordType = 'SRV' | 'A' | 'AAAA';
+const DNS_RECORD_TYPES: readonly DnsRecordType[] = ['SRV', 'A', 'AAAA'];
+
+/** DnsConfig configures DNS discovery. */
+export type DnsConfig = Readonly<{
+  /** The names resolved; the ring is the union of their answers. */
+  names: readonly string[];
+  type: DnsRecordType;
+  /** The Pushgateways' port for A and AAAA records (SRV records carry their own). */
+  port: number;
+  refreshIntervalMs: number;
+  /** The DNS server (`ip:port`, `[ipv6]:port`, or an IP on port 53), or undefined for the system's servers. */
+  server: string | undefined;
+  nodeScheme: 'http' | 'https';
+  nodePathPrefix: string;
+}>;
+
 /** Config is the normalised configuration. */
 export type Config = Readonly<{
   listen: Readonly<{ host: string | undefined; port: number }>;
@@ -57,6 +76,7 @@ export type Config = Readonly<{
   /** Largest push body proxied, in bytes; 0 means no limit. */
   proxyMaxBodyBytes: number;
   consul: ConsulConfig | undefined;
+  dns: DnsConfig | undefined;
   reconcile: ReconcileConfig;
 }>;
 
@@ -120,6 +140,18 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   { flag: 'consul.register-interval', kind: 'string', default: '30s', help: 'How often registrations are re-asserted.' },
   { flag: 'consul.deregister-on-exit', kind: 'boolean', help: 'Deregister the registered Pushgateways on shutdown.' },
+  {
+    flag: 'dns.name',
+    kind: 'list',
+    yaml: ['dns', 'names'],
+    help: 'A DNS name listing the Pushgateways (e.g. _http._tcp.pgw.monitoring.svc.cluster.local); turns DNS discovery on.',
+  },
+  { flag: 'dns.type', kind: 'string', default: 'SRV', help: 'Record type: SRV (targets and ports), A or AAAA (with --dns.port).' },
+  { flag: 'dns.port', kind: 'string', default: '9091', help: 'The Pushgateways\' port for A and AAAA records.' },
+  { flag: 'dns.refresh-interval', kind: 'string', default: '30s', help: 'How often the names are resolved again.' },
+  { flag: 'dns.server', kind: 'string', help: 'DNS server ip:port to ask instead of the system\'s (also for connections to nodes).' },
+  { flag: 'dns.node-scheme', kind: 'string', default: 'http', help: 'Scheme of Pushgateways found in DNS.' },
+  { flag: 'dns.node-path-prefix', kind: 'string', default: '', help: 'Route prefix of Pushgateways found in DNS.' },
   {
     flag: 'reconcile.interval',
     kind: 'string',
@@ -295,11 +327,13 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
   if (proxyMaxBodyBytes === undefined) throw new ConfigError(`--proxy.max-body: invalid size ${JSON.stringify(maxBodyText)}`);
 
   const consul = parseConsulConfig(str, list, get, env);
+  const dns = parseDnsConfig(str, list);
   const nodes = parseNodes('node', list('node'));
-  const defaultNode = nodes.length === 0 && consul === undefined;
+  const defaultNode = nodes.length === 0 && consul === undefined && dns === undefined;
   if (consul !== undefined && nodes.length > 0) {
     throw new ConfigError('--node and --consul.address exclude each other: the ring follows either static nodes or Consul');
   }
+  checkOneDiscovery(nodes.length > 0, consul !== undefined, dns !== undefined);
 
   const hashKey = pick('hash.key', str('hash.key') ?? '', HASH_KEY_MODES);
   const reconcile = parseReconcileConfig(str, list, get, hashKey);
@@ -316,6 +350,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     proxyTimeoutMs,
     proxyMaxBodyBytes,
     consul,
+    dns,
     reconcile,
   });
 }
@@ -392,6 +427,54 @@ function parseConsulConfig(
     register: parseNodes('consul.register', list('consul.register')),
     registerIntervalMs: requireDuration('consul.register-interval', str('consul.register-interval') ?? '30s'),
     deregisterOnExit: get('consul.deregister-on-exit') === true,
+  });
+}
+
+/** checkOneDiscovery refuses a configuration that names more than one source of ring members. */
+function checkOneDiscovery(nodes: boolean, consul: boolean, dns: boolean): void {
+  const given = [nodes ? '--node' : '', consul ? '--consul.address' : '', dns ? '--dns.name' : ''].filter((flag) => flag !== '');
+  if (given.length > 1) {
+    throw new ConfigError(`${given.join(' and ')} exclude each other: the ring follows one source, static nodes, Consul or DNS`);
+  }
+}
+
+/** parseDnsServer checks `ip`, `ip:port` or `[ipv6]:port`: Node's resolver takes addresses only, not names. */
+function parseDnsServer(text: string): string {
+  const match = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(text);
+  const host = match?.[1] ?? match?.[2];
+  const bare = isIP(text) === 6;
+  if (!bare && (host === undefined || isIP(host) === 0 || Number(match?.[3] ?? 53) > 65535 || Number(match?.[3] ?? 53) < 1)) {
+    throw new ConfigError(`--dns.server: expected an IP address with an optional port (127.0.0.1:53, [::1]:53), got ${JSON.stringify(text)}`);
+  }
+  return text;
+}
+
+function parseDnsConfig(str: (flag: string) => string | undefined, list: (flag: string) => readonly string[]): DnsConfig | undefined {
+  const names = list('dns.name').map((name) => name.trim().replace(/\.$/, '').toLowerCase());
+  if (names.length === 0) return undefined;
+  for (const name of names) {
+    // RFC 1035 lengths; underscores are allowed because SRV names start with them.
+    if (!/^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/.test(name) || name.length > 253) {
+      throw new ConfigError(`--dns.name: invalid DNS name ${JSON.stringify(name)}`);
+    }
+  }
+  const type = pick('dns.type', (str('dns.type') ?? '').toUpperCase(), DNS_RECORD_TYPES);
+  const portText = str('dns.port') ?? '9091';
+  const port = Number(portText);
+  if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) throw new ConfigError(`--dns.port must be a port from 1 to 65535; got ${JSON.stringify(portText)}`);
+  const refreshIntervalMs = requireDuration('dns.refresh-interval', str('dns.refresh-interval') ?? '30s');
+  if (refreshIntervalMs < 100) throw new ConfigError('--dns.refresh-interval must be at least 100ms');
+  const serverText = str('dns.server');
+  const prefix = (str('dns.node-path-prefix') ?? '').replace(/\/+$/, '');
+  if (prefix !== '' && !prefix.startsWith('/')) throw new ConfigError('--dns.node-path-prefix must start with /');
+  return Object.freeze({
+    names: Object.freeze([...new Set(names)]),
+    type,
+    port,
+    refreshIntervalMs,
+    server: serverText === undefined ? undefined : parseDnsServer(serverText),
+    nodeScheme: pick('dns.node-scheme', str('dns.node-scheme') ?? '', ['http', 'https'] as const),
+    nodePathPrefix: prefix,
   });
 }
 

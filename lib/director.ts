@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config';
 import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
+import type { DnsTuning } from './discovery/dns';
 import { createApp } from './http/app';
 import { createFastLane } from './http/fast-lane';
 import { type Proxy, createProxy } from './http/proxy';
@@ -35,7 +36,7 @@ export type Director = Readonly<{
 }>;
 
 /** DirectorOptions are knobs for tests and tools, not for users. */
-export type DirectorOptions = Readonly<{ consulTuning?: WatchTuning; serverTimeouts?: ServerTimeouts }>;
+export type DirectorOptions = Readonly<{ consulTuning?: WatchTuning; dnsTuning?: DnsTuning; serverTimeouts?: ServerTimeouts }>;
 
 /** createDirector builds a director without starting it. */
 export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
@@ -43,6 +44,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     vnodes: config.vnodes,
     hashKey: config.hashKey,
     ...(config.consul === undefined ? {} : { pendingReason: 'waiting for consul' }),
+    ...(config.dns === undefined ? {} : { pendingReason: 'waiting for dns' }),
   });
   placement.on('change', (change: RingChange) => {
     logger.info(
@@ -55,18 +57,20 @@ export function createDirector(config: Config, logger: Logger, options: Director
     );
   });
   const metrics = createMetrics(placement);
-  const discovery = createDiscovery(config, placement, metrics, logger, options.consulTuning);
+  const discovery = createDiscovery(config, placement, metrics, logger, options.consulTuning, options.dnsTuning);
+  // Connections to nodes resolve names the way discovery found them (DNS discovery: through its DNS server).
+  const lookup = discovery.lookup === undefined ? {} : { lookup: discovery.lookup };
   const proxy: Proxy | undefined =
     config.mode === 'redirect'
       ? undefined
-      : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes }, metrics, logger);
+      : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes, ...lookup }, metrics, logger);
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
   const app = createApp({ placement, metrics, logger });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
   const fastLane =
     proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
+  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs, ...lookup });
   const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);
 
   // Periodic passes, one at a time, only once the ring has members.

@@ -8,6 +8,7 @@
  * client itself through a Downstream of its own.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LookupFunction } from 'node:net';
 
 import type { Logger } from 'pino';
 
@@ -24,6 +25,8 @@ export type ProxyOptions = Readonly<{
   maxBodyBytes: number;
   /** Idle keep-alive connections kept per node. @default 64 */
   maxFreeSockets?: number;
+  /** How node host names resolve (DNS discovery's resolver). @default dns.lookup */
+  lookup?: LookupFunction;
 }>;
 
 /**
@@ -184,7 +187,7 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       const secure = url.protocol === 'https:';
       const port = Number(url.port === '' ? (secure ? 443 : 80) : url.port);
       target = {
-        pool: new UpstreamPool(hostname, port, secure, options.maxFreeSockets ?? 64),
+        pool: new UpstreamPool(hostname, port, secure, options.maxFreeSockets ?? 64, options.lookup),
         prefix: url.pathname === '/' ? '' : url.pathname,
         host: url.host,
       };

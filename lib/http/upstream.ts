@@ -230,6 +230,7 @@ export class UpstreamPool {
     private readonly port: number,
     private readonly secure: boolean,
     private readonly maxIdle = 64,
+    private readonly lookup: net.LookupFunction | undefined = undefined,
   ) {}
 
   /**
@@ -240,7 +241,12 @@ export class UpstreamPool {
     let socket: net.Socket;
     if (this.secure) {
       // TLS sockets take no `onread`: their reads arrive as 'data' events.
-      socket = tls.connect({ host: this.host, port: this.port, servername: net.isIP(this.host) === 0 ? this.host : undefined });
+      socket = tls.connect({
+        host: this.host,
+        port: this.port,
+        servername: net.isIP(this.host) === 0 ? this.host : undefined,
+        ...(this.lookup === undefined ? {} : { lookup: this.lookup }),
+      });
       socket.on('data', (chunk: Buffer) => (link.reader === undefined ? this.drop(link) : link.reader.data(chunk)));
     } else {
       // `onread` hands each read to us in one reused buffer, without a stream 'data' event per read: the cheapest
@@ -254,7 +260,7 @@ export class UpstreamPool {
           return true;
         },
       };
-      socket = net.connect({ host: this.host, port: this.port, onread });
+      socket = net.connect({ host: this.host, port: this.port, onread, ...(this.lookup === undefined ? {} : { lookup: this.lookup }) });
     }
     const link: Link = { socket, reader: undefined };
     socket.setNoDelay(true);

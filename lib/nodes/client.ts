@@ -4,8 +4,11 @@
  * credentials (Authorization) and the timeout apply to all of them alike. Clients' own Authorization never passes
  * here; the proxy relays it untouched.
  */
+import type { LookupFunction } from 'node:net';
+
 import { type Group, groupFromApi, groupPath } from '../core/group';
 import type { Node } from '../core/node';
+import { createLookupFetch } from './lookup-fetch';
 
 /** NodeClientOptions configures createNodeClient. */
 export type NodeClientOptions = Readonly<{
@@ -15,6 +18,11 @@ export type NodeClientOptions = Readonly<{
   authorization?: string | undefined;
   /** The HTTP client; global fetch by default. */
   fetchFn?: typeof fetch;
+  /**
+   * How node host names resolve (DNS discovery's resolver), when not the system's: requests then go through
+   * node:http with this lookup instead of global fetch. Ignored when `fetchFn` is given.
+   */
+  lookup?: LookupFunction | undefined;
 }>;
 
 /** NodeClient makes the director's own requests to nodes. Errors are thrown as Error with a one-line message. */
@@ -31,7 +39,7 @@ export type NodeClient = Readonly<{
 
 /** createNodeClient returns a NodeClient. */
 export function createNodeClient(options: NodeClientOptions): NodeClient {
-  const fetchFn = options.fetchFn ?? fetch;
+  const fetchFn = options.fetchFn ?? (options.lookup === undefined ? fetch : createLookupFetch(options.lookup));
 
   const request = async (node: Node, path: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<Response> => {
     const { timeoutMs, ...rest } = init;
