@@ -11,6 +11,7 @@ import type { Config } from './config';
 import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
 import { createApp } from './http/app';
+import { type HealthChecker, createHealthChecker } from './health';
 import { createFastLane } from './http/fast-lane';
 import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
@@ -24,6 +25,11 @@ import { type Reconciler, createReconcileMetrics, createReconciler } from './rec
 export type Director = Readonly<{
   config: Config;
   placement: Placement;
+  /**
+   * health sits between discovery and placement. The proxy's passive failures go to `health.reportFailure(node,
+   * reason)`.
+   */
+  health: HealthChecker;
   metrics: DirectorMetrics;
   server: Server;
   discovery: Discovery;
@@ -49,13 +55,16 @@ export function createDirector(config: Config, logger: Logger, options: Director
       {
         joined: change.joined.map((node) => node.id),
         left: change.left.map((node) => node.id),
+        ...(Object.keys(change.reasons).length === 0 ? {} : { reasons: change.reasons }),
         members: placement.ring.nodes.length,
       },
       'ring changed',
     );
   });
   const metrics = createMetrics(placement);
-  const discovery = createDiscovery(config, placement, metrics, logger, options.consulTuning);
+  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
+  const health = createHealthChecker(config.health, { target: placement, client: nodeClient, logger, metrics });
+  const discovery = createDiscovery(config, health, metrics, logger, options.consulTuning);
   const proxy: Proxy | undefined =
     config.mode === 'redirect'
       ? undefined
@@ -66,7 +75,6 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const fastLane =
     proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
   const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);
 
   // Periodic passes, one at a time, only once the ring has members.
@@ -87,11 +95,13 @@ export function createDirector(config: Config, logger: Logger, options: Director
   return Object.freeze({
     config,
     placement,
+    health,
     metrics,
     server,
     discovery,
     reconciler,
     async listen() {
+      health.start();
       discovery.start();
       scheduleReconcile();
       await new Promise<void>((resolve, reject) => {
@@ -107,6 +117,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
       clearTimeout(reconcileTimer);
       await reconciling;
       await discovery.stop();
+      await health.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // A keep-alive connection that finishes its last request becomes idle: close those as they appear, so a

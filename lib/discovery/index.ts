@@ -5,26 +5,29 @@ import type { Logger } from 'pino';
 
 import type { Config } from '../config';
 import type { DirectorMetrics } from '../metrics';
-import type { Placement } from '../placement';
+import type { CandidateSink } from '../health';
 import { type WatchTuning, createConsulDiscovery } from './consul';
 import { startStatic } from './static';
 
 /** Discovery is a started-and-stopped source of ring members. */
 export type Discovery = Readonly<{ start(): void; stop(): Promise<void> }>;
 
-/** createDiscovery picks the discovery the configuration asks for. */
+/**
+ * createDiscovery picks the discovery the configuration asks for. It feeds `candidates` (the health checker, which
+ * feeds placement), never placement directly.
+ */
 export function createDiscovery(
   config: Config,
-  placement: Placement,
+  candidates: CandidateSink,
   metrics: DirectorMetrics,
   logger: Logger,
   consulTuning?: WatchTuning,
 ): Discovery {
-  if (config.consul !== undefined) return createConsulDiscovery(config.consul, placement, metrics, logger, consulTuning);
+  if (config.consul !== undefined) return createConsulDiscovery(config.consul, candidates, metrics, logger, consulTuning);
   return {
     start() {
       if (config.defaultNode) logger.info({ node: config.nodes[0]?.url }, 'no --node or --consul.address given: using the local Pushgateway');
-      startStatic(placement, config.nodes);
+      startStatic(candidates, config.nodes);
       metrics.discovery.up.set(1);
       metrics.discovery.lastSuccess.set(Date.now() / 1000);
     },
