@@ -67,13 +67,6 @@ type Entry = {
   checking: Promise<void> | undefined;
 };
 
-/** describeFailure turns a failed fetch into a short reason: the socket error code, a timeout, or the message. */
-export function describeFailure(error: unknown, timeoutMs: number): string {
-  const err = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (err.name === 'TimeoutError' || err.name === 'AbortError') return `no answer within ${timeoutMs}ms`;
-  return err.cause?.code ?? err.cause?.message ?? err.message ?? String(error);
-}
-
 /** createHealthChecker returns a checker that feeds `deps.target`. */
 export function createHealthChecker(config: HealthConfig, deps: HealthDeps): HealthChecker {
   const { target, client, metrics } = deps;
@@ -116,17 +109,9 @@ export function createHealthChecker(config: HealthConfig, deps: HealthDeps): Hea
   };
 
   const check = async (entry: Entry): Promise<void> => {
-    let passed = false;
-    let reason: string | undefined;
-    try {
-      const response = await client.request(entry.node, '/-/healthy', { timeoutMs: config.timeoutMs });
-      await response.arrayBuffer();
-      passed = response.status >= 200 && response.status < 300;
-      if (!passed) reason = `HTTP ${response.status}`;
-    } catch (error) {
-      reason = describeFailure(error, config.timeoutMs);
-    }
-    record(entry, passed, reason, false);
+    const answer = await client.checkHealth(entry.node, config.timeoutMs);
+    const passed = answer.ok && answer.status >= 200 && answer.status < 300;
+    record(entry, passed, answer.ok ? `HTTP ${answer.status}` : answer.reason, false);
   };
 
   const schedule = (entry: Entry, delayMs: number): void => {

@@ -7,6 +7,9 @@ import { afterEach, describe, it } from 'node:test';
 import request from 'supertest';
 
 import { type GroupingKey, parseGroupingKey } from '../../lib/core/grouping-key';
+import { createHealthChecker } from '../../lib/health';
+import { createLogger } from '../../lib/logger';
+import { createNodeClient } from '../../lib/nodes/client';
 import type { Placement, RingChange } from '../../lib/placement';
 import { type TestDirector, directorFromFlags } from '../support/director';
 import { freePort } from '../support/processes';
@@ -244,6 +247,41 @@ describe('health checks', () => {
     } finally {
       refusing.close();
       refusing.closeAllConnections();
+    }
+  });
+
+  it('sends the node credentials with its checks, so a node behind basic auth is not reported down', async () => {
+    const seen: (string | undefined)[] = [];
+    const guarded = http.createServer((req, res) => {
+      req.resume();
+      seen.push(req.headers.authorization);
+      res.writeHead(req.headers.authorization === 'Basic dTpw' ? 200 : 401);
+      res.end();
+    });
+    guarded.listen(0, '127.0.0.11');
+    await once(guarded, 'listening');
+    const node = { id: `127.0.0.11:${(guarded.address() as AddressInfo).port}`, url: `http://127.0.0.11:${(guarded.address() as AddressInfo).port}` };
+    const members: string[][] = [];
+    const target = { update: (nodes: readonly { id: string }[]) => void members.push(nodes.map((n) => n.id)) };
+    const logger = createLogger('silent');
+    const config = { intervalMs: 50, timeoutMs: 50, fall: 1, rise: 1 };
+    const withCredentials = createHealthChecker(config, { target, logger, client: createNodeClient({ timeoutMs: 1000, authorization: 'Basic dTpw' }) });
+    const without = createHealthChecker(config, { target, logger, client: createNodeClient({ timeoutMs: 1000 }) });
+    try {
+      withCredentials.update([node]);
+      withCredentials.start();
+      await until(() => seen.length >= 3, 'three checks with credentials');
+      await withCredentials.stop();
+      assert.ok(withCredentials.statuses()[0]?.health.up);
+      assert.ok(seen.every((header) => header === 'Basic dTpw'));
+      without.update([node]);
+      without.start();
+      await until(() => without.statuses()[0]?.health.up === false, 'the check without credentials fails');
+      assert.equal(without.statuses()[0]?.lastError, 'HTTP 401');
+    } finally {
+      await without.stop();
+      guarded.close();
+      guarded.closeAllConnections();
     }
   });
 
