@@ -219,6 +219,8 @@ async function redirectThroughput(): Promise<void> {
   const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
+    // These nodes are never contacted (the bench only reads the 307s): no health checks, which would.
+    '--node.health-interval=0',
     ...nodes(10).flatMap((node) => ['--node', node.url]),
   ]);
   try {

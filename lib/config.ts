@@ -11,6 +11,7 @@ import YAML from 'yaml';
 import { HASH_KEY_MODES, type HashKeyMode } from './core/key-hash';
 import { type Node, parseNodeUrl } from './core/node';
 import { DEFAULT_VNODES } from './core/ring';
+import type { HealthConfig } from './health';
 
 /** ConfigError is a start-up misconfiguration; its message is meant for the operator, as is. */
 export class ConfigError extends Error {
@@ -78,6 +79,8 @@ export type Config = Readonly<{
   consul: ConsulConfig | undefined;
   dns: DnsConfig | undefined;
   reconcile: ReconcileConfig;
+  /** The director's own health checks of every candidate node. */
+  health: HealthConfig;
 }>;
 
 /** ReconcileConfig configures the reconciler and the group TTL. */
@@ -104,6 +107,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'config.file', kind: 'string', help: 'YAML file with the same settings as the flags (flags win).' },
   { flag: 'web.listen-address', kind: 'string', default: ':9292', help: 'Address to listen on for pushes and the API.' },
   { flag: 'node', kind: 'list', yaml: ['nodes'], help: 'A Pushgateway base URL: a static node.' },
+  {
+    flag: 'node.health-interval',
+    kind: 'string',
+    default: '5s',
+    help: 'How often each Pushgateway is checked (GET /-/healthy); 0 turns active and passive checks off.',
+  },
+  { flag: 'node.health-timeout', kind: 'string', default: '2s', help: 'How long one health check may take.' },
+  { flag: 'node.health-fall', kind: 'string', default: '3', help: 'Failed checks in a row that take a Pushgateway out of the ring.' },
+  { flag: 'node.health-rise', kind: 'string', default: '2', help: 'Passed checks in a row that bring it back.' },
   { flag: 'ring.vnodes', kind: 'string', default: String(DEFAULT_VNODES), help: 'Virtual nodes per Pushgateway.' },
   {
     flag: 'hash.key',
@@ -339,6 +351,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
   const reconcile = parseReconcileConfig(str, list, get, hashKey);
   const proxyTimeoutMs = requireDuration('proxy.timeout', str('proxy.timeout') ?? '10s');
   if (proxyTimeoutMs <= 0) throw new ConfigError('--proxy.timeout must be greater than 0');
+  const health = parseHealthConfig(str);
   return Object.freeze({
     listen,
     nodes: defaultNode ? parseNodes('node', ['http://127.0.0.1:9091']) : nodes,
@@ -352,6 +365,29 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     consul,
     dns,
     reconcile,
+    health,
+  });
+}
+
+function parseCount(flag: string, text: string): number {
+  const count = Number(text);
+  if (!/^\d+$/.test(text) || count < 1 || count > 100) throw new ConfigError(`--${flag} must be an integer from 1 to 100; got ${JSON.stringify(text)}`);
+  return count;
+}
+
+function parseHealthConfig(str: (flag: string) => string | undefined): HealthConfig {
+  const intervalMs = requireDuration('node.health-interval', str('node.health-interval') ?? '5s');
+  const timeoutMs = requireDuration('node.health-timeout', str('node.health-timeout') ?? '2s');
+  if (timeoutMs <= 0) throw new ConfigError('--node.health-timeout must be greater than 0');
+  // A check that may outlast the interval would delay the next one: the interval would no longer mean anything.
+  if (intervalMs > 0 && timeoutMs > intervalMs) {
+    throw new ConfigError('--node.health-timeout must not be longer than --node.health-interval');
+  }
+  return Object.freeze({
+    intervalMs,
+    timeoutMs,
+    fall: parseCount('node.health-fall', str('node.health-fall') ?? '3'),
+    rise: parseCount('node.health-rise', str('node.health-rise') ?? '2'),
   });
 }
 

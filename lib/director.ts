@@ -10,8 +10,9 @@ import type { Logger } from 'pino';
 import type { Config } from './config';
 import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
-import type { DnsTuning } from './discovery/dns';
+import { type DnsTuning, createDnsResolver, createResolverLookup } from './discovery/dns';
 import { createApp } from './http/app';
+import { type HealthChecker, createHealthChecker } from './health';
 import { createFastLane } from './http/fast-lane';
 import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
@@ -25,6 +26,11 @@ import { type Reconciler, createReconcileMetrics, createReconciler } from './rec
 export type Director = Readonly<{
   config: Config;
   placement: Placement;
+  /**
+   * health sits between discovery and placement. The proxy's passive failures go to `health.reportFailure(node,
+   * reason)`.
+   */
+  health: HealthChecker;
   metrics: DirectorMetrics;
   server: Server;
   discovery: Discovery;
@@ -51,15 +57,18 @@ export function createDirector(config: Config, logger: Logger, options: Director
       {
         joined: change.joined.map((node) => node.id),
         left: change.left.map((node) => node.id),
+        ...(Object.keys(change.reasons).length === 0 ? {} : { reasons: change.reasons }),
         members: placement.ring.nodes.length,
       },
       'ring changed',
     );
   });
   const metrics = createMetrics(placement);
-  const discovery = createDiscovery(config, placement, metrics, logger, options.consulTuning, options.dnsTuning);
-  // Connections to nodes resolve names the way discovery found them (DNS discovery: through its DNS server).
-  const lookup = discovery.lookup === undefined ? {} : { lookup: discovery.lookup };
+  // Connections to nodes resolve names the way discovery finds them: with DNS discovery, through its DNS servers.
+  const lookup = config.dns === undefined ? {} : { lookup: createResolverLookup(createDnsResolver(config.dns.server, options.dnsTuning)) };
+  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs, ...lookup });
+  const health = createHealthChecker(config.health, { target: placement, client: nodeClient, logger, metrics });
+  const discovery = createDiscovery(config, health, metrics, logger, options.consulTuning, options.dnsTuning);
   const proxy: Proxy | undefined =
     config.mode === 'redirect'
       ? undefined
@@ -70,7 +79,6 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const fastLane =
     proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs, ...lookup });
   const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);
 
   // Periodic passes, one at a time, only once the ring has members.
@@ -91,11 +99,13 @@ export function createDirector(config: Config, logger: Logger, options: Director
   return Object.freeze({
     config,
     placement,
+    health,
     metrics,
     server,
     discovery,
     reconciler,
     async listen() {
+      health.start();
       discovery.start();
       scheduleReconcile();
       await new Promise<void>((resolve, reject) => {
@@ -111,6 +121,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
       clearTimeout(reconcileTimer);
       await reconciling;
       await discovery.stop();
+      await health.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // A keep-alive connection that finishes its last request becomes idle: close those as they appear, so a

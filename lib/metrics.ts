@@ -80,6 +80,8 @@ export type DirectorMetrics = Readonly<{
   countPush(method: string, outcome: PushOutcome, node: string): void;
   observeUpstream(node: string, seconds: number): void;
   discovery: Readonly<{ up: Gauge; errors: Counter; lastSuccess: Gauge }>;
+  /** nodeUp is 1 for a candidate node that is up (on the ring), 0 for one its health checks took out. */
+  nodeUp: Gauge<'node'>;
 }>;
 
 /** createMetrics creates the collectors and follows the placement's ring changes. */
@@ -122,6 +124,12 @@ export function createMetrics(placement: Placement): DirectorMetrics {
       registers: [registry],
     }),
   };
+  const nodeUp = new Gauge({
+    name: 'pgw_director_node_up',
+    help: '1 when a Pushgateway discovery lists is up and on the ring, 0 when its health checks took it out.',
+    labelNames: ['node'] as const,
+    registers: [registry],
+  });
   new Gauge({
     name: 'pgw_director_build_info',
     help: 'Always 1; labelled with the version of the director and of Node.js.',
@@ -150,5 +158,6 @@ export function createMetrics(placement: Placement): DirectorMetrics {
       upstream.observeNode(node, seconds);
     },
     discovery,
+    nodeUp,
   });
 }

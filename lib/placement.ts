@@ -12,8 +12,17 @@ import { type Ring, buildRing } from './core/ring';
 
 const NO_KEY: GroupingKey = Object.freeze({ pairs: [] });
 
-/** RingChange describes one swap: who joined, who left, and the new ring. */
-export type RingChange = Readonly<{ ring: Ring; joined: readonly Node[]; left: readonly Node[]; at: Date }>;
+/** RingChange describes one swap: who joined, who left, why (by node id, when the source said), and the new ring. */
+export type RingChange = Readonly<{
+  ring: Ring;
+  joined: readonly Node[];
+  left: readonly Node[];
+  reasons: Readonly<Record<string, string>>;
+  at: Date;
+}>;
+
+/** UpdateReasons says why members change: per node id, and why the ring is empty when it ends up empty. */
+export type UpdateReasons = Readonly<{ reasons?: Readonly<Record<string, string>>; emptyReason?: string }>;
 
 /** PlacementOptions configures createPlacement. */
 export type PlacementOptions = Readonly<{
@@ -29,6 +38,8 @@ export class Placement extends EventEmitter {
   ring: Ring;
   /** Set while the first membership is still unknown; cleared by the first update. */
   pendingReason: string | undefined;
+  /** Why the ring is empty, when the last update said (e.g. every node failed its health checks). */
+  emptyReason: string | undefined;
   /** When the ring last changed (start-up counts). */
   changedAt: Date = new Date();
   /** The hash key mode in force. */
@@ -47,13 +58,15 @@ export class Placement extends EventEmitter {
 
   /**
    * update makes `nodes` the members. Builds and swaps a new ring only when the member set changed; returns the
-   * change, or undefined when there was none.
+   * change, or undefined when there was none. `why` travels with the change (for the log) and names the reason of
+   * an empty ring in `unavailableMessage`.
    */
-  update(nodes: readonly Node[]): RingChange | undefined {
+  update(nodes: readonly Node[], why: UpdateReasons = {}): RingChange | undefined {
     const next = dedupeNodes(nodes);
     const previous = this.ring.nodes;
     const wasPending = this.pendingReason !== undefined;
     this.pendingReason = undefined;
+    this.emptyReason = next.length === 0 ? why.emptyReason : undefined;
     if (sameMembers(previous, next) && !wasPending) return undefined;
     const ring = buildRing(next, { vnodes: this.vnodes });
     const before = new Map(previous.map((node) => [node.id, node.url]));
@@ -62,6 +75,7 @@ export class Placement extends EventEmitter {
       ring,
       joined: next.filter((node) => before.get(node.id) !== node.url),
       left: previous.filter((node) => after.get(node.id) !== node.url),
+      reasons: why.reasons ?? {},
       at: new Date(),
     };
     this.ring = ring;
@@ -72,7 +86,7 @@ export class Placement extends EventEmitter {
 
   /** unavailableMessage is the answer to a push (and to /-/ready) while the ring is empty. */
   unavailableMessage(): string {
-    const why = this.pendingReason;
+    const why = this.pendingReason ?? this.emptyReason;
     return why === undefined ? 'no pushgateway nodes available' : `no pushgateway nodes available (${why})`;
   }
 

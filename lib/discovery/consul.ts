@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { ConsulConfig } from '../config';
 import { type Node, parseNodeUrl } from '../core/node';
 import type { DirectorMetrics } from '../metrics';
-import type { Placement } from '../placement';
+import type { CandidateSink } from '../health';
 
 /** WatchTuning sets the loop's pacing; the defaults suit production, specs shorten them. */
 export type WatchTuning = {
@@ -89,7 +89,7 @@ class UnexpectedAnswer extends Error {}
 /** createConsulDiscovery builds the Consul watch (and registrar, when asked to register). */
 export function createConsulDiscovery(
   config: ConsulConfig,
-  placement: Placement,
+  candidates: CandidateSink,
   metrics: DirectorMetrics,
   logger: Logger,
   tuning: WatchTuning = {},
@@ -183,7 +183,7 @@ export function createConsulDiscovery(
         if (failures > 0) log.info({ failures }, 'consul answers again');
         failures = 0;
         lastMessage = '';
-        placement.update(nodes);
+        candidates.update(nodes);
         metrics.discovery.up.set(1);
         metrics.discovery.lastSuccess.set(Date.now() / 1000);
       } catch (error) {

@@ -22,7 +22,7 @@ import type { Logger } from 'pino';
 import type { DnsConfig } from '../config';
 import { type Node, parseNodeUrl } from '../core/node';
 import type { DirectorMetrics } from '../metrics';
-import type { Placement } from '../placement';
+import type { CandidateSink } from '../health';
 
 /** DnsTuning sets the resolver's and the loop's pacing; the defaults suit production, specs shorten them. */
 export type DnsTuning = {
@@ -153,13 +153,11 @@ export function createResolverLookup(resolver: dns.Resolver, options: ResolverLo
   };
 }
 
-/** DnsDiscovery is the running refresh loop, and the lookup the director's connections to its nodes must use. */
-export type DnsDiscovery = Readonly<{
-  start(): void;
-  stop(): Promise<void>;
-  /** lookup resolves node names through the configured DNS servers; pass it wherever a node connection is opened. */
-  lookup: LookupFunction;
-}>;
+/**
+ * DnsDiscovery is the running refresh loop. The director's connections to its nodes resolve their names through the
+ * same servers with `createResolverLookup(createDnsResolver(config.server))`, made before discovery starts.
+ */
+export type DnsDiscovery = Readonly<{ start(): void; stop(): Promise<void> }>;
 
 /** LookupFailure is a query that got no usable answer: the server failed, refused, or did not answer. */
 class LookupFailure extends Error {}
@@ -167,20 +165,20 @@ class LookupFailure extends Error {}
 /** createDnsDiscovery builds the refresh loop over the configured names. */
 export function createDnsDiscovery(
   config: DnsConfig,
-  placement: Placement,
+  candidates: CandidateSink,
   metrics: DirectorMetrics,
   logger: Logger,
   tuning: DnsTuning = {},
 ): DnsDiscovery {
   const backoffBaseMs = tuning.backoffBaseMs ?? 500;
   const backoffMaxMs = Math.min(tuning.backoffMaxMs ?? 30_000, config.refreshIntervalMs);
-  // Two resolvers on the same servers: stopping the loop cancels its queries, never a connection's lookup.
+  // The loop's own resolver: stopping the loop cancels its queries, never a connection's lookup.
   const resolver = createDnsResolver(config.server, tuning);
-  const lookup = createResolverLookup(createDnsResolver(config.server, tuning));
   const servers = config.server ?? 'system';
   const log = logger.child({ component: 'dns', names: config.names, type: config.type, server: servers });
 
   let running = false;
+  let answered = false;
   let loop: Promise<void> | undefined;
   let wake: (() => void) | undefined;
   const sleep = (ms: number): Promise<void> =>
@@ -228,7 +226,8 @@ export function createDnsDiscovery(
         lastMessage = '';
         if (nodes.length === 0 && !wasEmpty) log.warn('dns lists no pushgateway: the ring is empty and pushes get 503');
         wasEmpty = nodes.length === 0;
-        placement.update(nodes);
+        candidates.update(nodes);
+        answered = true;
         metrics.discovery.up.set(1);
         metrics.discovery.lastSuccess.set(Date.now() / 1000);
         await sleep(config.refreshIntervalMs);
@@ -240,7 +239,7 @@ export function createDnsDiscovery(
         const message = error instanceof LookupFailure ? error.message : `dns lookup failed: ${String(error)}`;
         // Log the first failure, a changed one, and then at 2, 4, 8, ... failures: not one line per retry.
         if (message !== lastMessage || (failures & (failures - 1)) === 0) {
-          const keeping = placement.pendingReason === undefined ? 'keeping the last good ring' : 'not ready until dns answers';
+          const keeping = answered ? 'keeping the last good ring' : 'not ready until dns answers';
           log.error({ failures }, `${message}; ${keeping} and retrying`);
           lastMessage = message;
         }
@@ -251,7 +250,6 @@ export function createDnsDiscovery(
   };
 
   return Object.freeze({
-    lookup,
     start() {
       if (running) return;
       running = true;

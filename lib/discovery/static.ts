@@ -2,9 +2,9 @@
  * Static discovery: the nodes named by flags or the config file, set once.
  */
 import type { Node } from '../core/node';
-import type { Placement } from '../placement';
+import type { CandidateSink } from '../health';
 
-/** startStatic puts the static nodes on the ring. */
-export function startStatic(placement: Placement, nodes: readonly Node[]): void {
-  placement.update(nodes);
+/** startStatic hands the static nodes to the candidates' sink (the health checker, then placement). */
+export function startStatic(candidates: CandidateSink, nodes: readonly Node[]): void {
+  candidates.update(nodes);
 }

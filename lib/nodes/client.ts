@@ -4,6 +4,8 @@
  * credentials (Authorization) and the timeout apply to all of them alike. Clients' own Authorization never passes
  * here; the proxy relays it untouched.
  */
+import http from 'node:http';
+import https from 'node:https';
 import type { LookupFunction } from 'node:net';
 
 import { type Group, groupFromApi, groupPath } from '../core/group';
@@ -25,6 +27,9 @@ export type NodeClientOptions = Readonly<{
   lookup?: LookupFunction | undefined;
 }>;
 
+/** HealthAnswer is the outcome of one health check: the node's status, or why there was none. */
+export type HealthAnswer = Readonly<{ ok: true; status: number }> | Readonly<{ ok: false; reason: string }>;
+
 /** NodeClient makes the director's own requests to nodes. Errors are thrown as Error with a one-line message. */
 export type NodeClient = Readonly<{
   /** listGroups returns every group the node holds (`GET /api/v1/metrics`). */
@@ -33,6 +38,13 @@ export type NodeClient = Readonly<{
   deleteGroup(node: Node, labels: Readonly<Record<string, string>>): Promise<void>;
   /** putGroup replaces a group on the node with a text-format body. */
   putGroup(node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void>;
+  /**
+   * checkHealth asks `GET /-/healthy` and resolves with the status, or with why there was none (the socket error
+   * code, or `no answer within <timeoutMs>ms`); it never rejects. It runs on node:http with kept-alive connections
+   * rather than fetch: a check costs about a third of what fetch costs, which is what keeps 100 nodes' checks under
+   * 1% of a core.
+   */
+  checkHealth(node: Node, timeoutMs: number): Promise<HealthAnswer>;
   /** request is the raw form for everything else: a node-relative path, the client's timeout and credentials applied. */
   request(node: Node, path: string, init?: RequestInit & { timeoutMs?: number }): Promise<Response>;
 }>;
@@ -78,5 +90,34 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     if (response.status !== 200 && response.status !== 202) throw new Error(`pushing to ${node.id}: HTTP ${response.status} ${text.trim()}`);
   };
 
-  return Object.freeze({ listGroups, deleteGroup, putGroup, request });
+  // One idle connection per node is all the checks need; the agents are the client's own, not Node's globals.
+  const lookup = options.lookup === undefined ? {} : { lookup: options.lookup };
+  const agents = {
+    'http:': new http.Agent({ keepAlive: true, maxSockets: 1, ...lookup }),
+    'https:': new https.Agent({ keepAlive: true, maxSockets: 1, ...lookup }),
+  };
+
+  const checkHealth = (node: Node, timeoutMs: number): Promise<HealthAnswer> =>
+    new Promise((resolve) => {
+      const url = new URL(`${node.url}/-/healthy`);
+      const secure = url.protocol === 'https:';
+      const headers: Record<string, string> = options.authorization === undefined ? {} : { Authorization: options.authorization };
+      const req = (secure ? https : http).request(
+        url,
+        { method: 'GET', headers, agent: agents[secure ? 'https:' : 'http:'] },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ ok: true, status: res.statusCode ?? 0 }));
+          res.on('error', (error: NodeJS.ErrnoException) => resolve({ ok: false, reason: error.code ?? error.message }));
+        },
+      );
+      const deadline = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })), timeoutMs);
+      req.on('close', () => clearTimeout(deadline));
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        resolve({ ok: false, reason: error.code === 'TIMEOUT' ? `no answer within ${timeoutMs}ms` : (error.code ?? error.message) });
+      });
+      req.end();
+    });
+
+  return Object.freeze({ listGroups, deleteGroup, putGroup, checkHealth, request });
 }

@@ -24,13 +24,17 @@ export class LogSink extends Writable {
 /** TestDirector is a director built from flags, with the log it writes. */
 export type TestDirector = Director & { log: LogSink };
 
-/** directorFromFlags builds (but does not start) a director from command-line flags. */
+/**
+ * directorFromFlags builds (but does not start) a director from command-line flags. Health checks are off unless the
+ * flags turn them on (`--node.health-interval=...`, the last one wins): many specs name nodes that do not listen, or
+ * addresses outside loopback that a spec must never contact.
+ */
 export function directorFromFlags(
   flags: readonly string[],
   env: Record<string, string> = {},
   options: DirectorOptions = {},
 ): TestDirector {
-  const config = parseConfig(parseFlags(['--web.listen-address=127.0.0.1:0', '--log.level=debug', ...flags]).values, env);
+  const config = parseConfig(parseFlags(['--web.listen-address=127.0.0.1:0', '--log.level=debug', '--node.health-interval=0', ...flags]).values, env);
   const log = new LogSink();
   const director = createDirector(config, createLogger(config.logLevel, log), options);
   return { ...director, log };

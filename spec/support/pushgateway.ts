@@ -147,26 +147,35 @@ export function run(
   });
 }
 
-let goPusher: Promise<string> | undefined;
+const goBuilds = new Map<string, Promise<string>>();
 
-/** buildGoPusher compiles spec/e2e/clients/pusher.go against Debian's client_golang, offline, once per run. */
+/** buildGoClient compiles spec/e2e/clients/<name>.go against Debian's client_golang, offline, once per run. */
+export function buildGoClient(name: string): Promise<string> {
+  let build = goBuilds.get(name);
+  if (build === undefined) {
+    build = (async () => {
+      const go = requireProgram('go', ['/usr/bin/go']);
+      if (!existsSync('/usr/share/gocode/src/github.com/prometheus/client_golang/prometheus/push')) {
+        throw new Error(`client_golang is not installed: ${INSTALL_HINT}`);
+      }
+      const dir = join(tmpdir(), 'pgw-director-e2e');
+      mkdirSync(dir, { recursive: true });
+      const out = join(dir, name);
+      const result = await run(go, ['build', '-o', out, join(ROOT, 'spec', 'e2e', 'clients', `${name}.go`)], {
+        env: { ...process.env, GO111MODULE: 'off', GOPATH: '/usr/share/gocode', GOCACHE: join(dir, 'gocache'), GOFLAGS: '' },
+        timeoutMs: 300_000,
+      });
+      if (result.code !== 0) throw new Error(`go build failed: ${result.stderr}`);
+      return out;
+    })();
+    goBuilds.set(name, build);
+  }
+  return build;
+}
+
+/** buildGoPusher compiles spec/e2e/clients/pusher.go (one push per run). */
 export function buildGoPusher(): Promise<string> {
-  goPusher ??= (async () => {
-    const go = requireProgram('go', ['/usr/bin/go']);
-    if (!existsSync('/usr/share/gocode/src/github.com/prometheus/client_golang/prometheus/push')) {
-      throw new Error(`client_golang is not installed: ${INSTALL_HINT}`);
-    }
-    const dir = join(tmpdir(), 'pgw-director-e2e');
-    mkdirSync(dir, { recursive: true });
-    const out = join(dir, 'pusher');
-    const result = await run(go, ['build', '-o', out, join(ROOT, 'spec', 'e2e', 'clients', 'pusher.go')], {
-      env: { ...process.env, GO111MODULE: 'off', GOPATH: '/usr/share/gocode', GOCACHE: join(dir, 'gocache'), GOFLAGS: '' },
-      timeoutMs: 300_000,
-    });
-    if (result.code !== 0) throw new Error(`go build failed: ${result.stderr}`);
-    return out;
-  })();
-  return goPusher;
+  return buildGoClient('pusher');
 }
 
 /** pythonPusher returns the interpreter and script that push through Python's prometheus_client. */

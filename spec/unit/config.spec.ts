@@ -53,7 +53,22 @@ describe('parseConfig', () => {
     assert.equal(fromFile.consul?.token, 'from-file');
   });
 
+  it('checks every node every 5s by default, 2s each, 3 failures out and 2 successes back', () => {
+    assert.deepEqual(config([]).health, { intervalMs: 5000, timeoutMs: 2000, fall: 3, rise: 2 });
+  });
+
+  it('reads the health check settings from flags and the YAML file, 0 turning checks off', () => {
+    const file = yamlFile('nodes: [http://a:1]\nnode:\n  health_interval: 1s\n  health_timeout: 500ms\n  health_fall: 5\n  health_rise: 1\n');
+    assert.deepEqual(config([`--config.file=${file}`]).health, { intervalMs: 1000, timeoutMs: 500, fall: 5, rise: 1 });
+    assert.equal(config([`--config.file=${file}`, '--node.health-interval=0']).health.intervalMs, 0);
+  });
+
   const bad: [string, string[], RegExp][] = [
+    ['a health timeout longer than the interval', ['--node.health-interval=1s'], /--node.health-timeout must not be longer than --node.health-interval/],
+    ['a zero health timeout', ['--node.health-timeout=0'], /--node.health-timeout must be greater than 0/],
+    ['a bad health interval', ['--node.health-interval=5'], /--node.health-interval: invalid duration "5"/],
+    ['a zero fall', ['--node.health-fall=0'], /--node.health-fall must be an integer from 1 to 100; got "0"/],
+    ['a fractional rise', ['--node.health-rise=1.5'], /--node.health-rise must be an integer from 1 to 100; got "1.5"/],
     ['an unknown flag', ['--bogus'], /Unknown option '--bogus'/],
     ['a bad vnode count', ['--ring.vnodes=0'], /--ring.vnodes must be an integer from 1 to 100000/],
     ['a bad mode', ['--mode=teleport'], /--mode must be one of redirect, proxy, auto/],
