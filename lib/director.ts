@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config';
 import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
+import { type FanOut, createFanOut } from './fanout';
 import { createApp } from './http/app';
 import { createFastLane } from './http/fast-lane';
 import { type Proxy, createProxy } from './http/proxy';
@@ -19,6 +20,7 @@ import { type DirectorMetrics, createMetrics } from './metrics';
 import { createNodeClient } from './nodes/client';
 import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
+import { type TombstoneStore, createTombstones } from './tombstones';
 
 /** Director is one running director. */
 export type Director = Readonly<{
@@ -28,6 +30,10 @@ export type Director = Readonly<{
   server: Server;
   discovery: Discovery;
   reconciler: Reconciler;
+  /** Groups deleted through this director, or undefined when --group.tombstone-ttl is 0. */
+  tombstones: TombstoneStore | undefined;
+  /** The fan-out DELETE both lanes call. */
+  fanOut: FanOut;
   /** listen starts discovery and the listener; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /** close stops accepting, lets in-flight requests finish, and stops discovery. */
@@ -60,14 +66,16 @@ export function createDirector(config: Config, logger: Logger, options: Director
     config.mode === 'redirect'
       ? undefined
       : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes }, metrics, logger);
-  const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
+  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
+  const tombstones = createTombstones(config, metrics.registry, logger);
+  const fanOut = createFanOut({ placement, drain: config.reconcile.drain, client: nodeClient, tombstones, logger, registry: metrics.registry });
+  const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger, fanOut });
   const app = createApp({ placement, metrics, logger });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
   const fastLane =
-    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
+    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, fanOut, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
-  const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);
+  const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient, tombstones);
 
   // Periodic passes, one at a time, only once the ring has members.
   let reconcileTimer: NodeJS.Timeout | undefined;
@@ -91,6 +99,8 @@ export function createDirector(config: Config, logger: Logger, options: Director
     server,
     discovery,
     reconciler,
+    tombstones,
+    fanOut,
     async listen() {
       discovery.start();
       scheduleReconcile();
@@ -107,6 +117,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
       clearTimeout(reconcileTimer);
       await reconciling;
       await discovery.stop();
+      await fanOut.idle();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // A keep-alive connection that finishes its last request becomes idle: close those as they appear, so a

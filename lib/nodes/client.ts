@@ -25,6 +25,8 @@ export type NodeClient = Readonly<{
   deleteGroup(node: Node, labels: Readonly<Record<string, string>>): Promise<void>;
   /** putGroup replaces a group on the node with a text-format body. */
   putGroup(node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void>;
+  /** postGroup merges a text-format body into a group on the node: families of the same name are replaced, others kept. */
+  postGroup(node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void>;
   /** request is the raw form for everything else: a node-relative path, the client's timeout and credentials applied. */
   request(node: Node, path: string, init?: RequestInit & { timeoutMs?: number }): Promise<Response>;
 }>;
@@ -60,9 +62,9 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     if (response.status !== 202 && response.status !== 200) throw new Error(`deleting from ${node.id}: HTTP ${response.status}`);
   };
 
-  const putGroup = async (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => {
+  const sendGroup = async (method: 'PUT' | 'POST', node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => {
     const response = await request(node, groupPath(labels), {
-      method: 'PUT',
+      method,
       body,
       headers: { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' },
     });
@@ -70,5 +72,8 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     if (response.status !== 200 && response.status !== 202) throw new Error(`pushing to ${node.id}: HTTP ${response.status} ${text.trim()}`);
   };
 
-  return Object.freeze({ listGroups, deleteGroup, putGroup, request });
+  const putGroup = (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => sendGroup('PUT', node, labels, body);
+  const postGroup = (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => sendGroup('POST', node, labels, body);
+
+  return Object.freeze({ listGroups, deleteGroup, putGroup, postGroup, request });
 }
