@@ -53,7 +53,7 @@ class Fleet implements NodeClient {
       if (this.failListAfter?.node === node.id && this.lists > this.failListAfter.after) throw new Error('listing failed later');
       return Promise.resolve([...(this.held.get(node.id) as Map<string, Group>).values()]);
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(error as Error);
     }
   };
 
@@ -63,7 +63,7 @@ class Fleet implements NodeClient {
       this.held.get(node.id)?.delete(groupIdentity(labels));
       return Promise.resolve();
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(error as Error);
     }
   };
 
@@ -79,7 +79,7 @@ class Fleet implements NodeClient {
       this.put(node, { ...labels }, families, Date.now() / 1000);
       return Promise.resolve();
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(error as Error);
     }
   }
 
@@ -244,6 +244,6 @@ describe('a reconciliation pass around the decisions', () => {
     fleet.fail.add(`list:${B.id}`);
     const report = await reconciler.pass();
     assert.deepEqual([report.expired, report.skipped, report.errors], [1, [B.id], 1]);
-    assert.ok(sink.lines.some((line) => typeof line['age_s'] === 'number' && (line['age_s'] as number) >= 600));
+    assert.ok(sink.lines.some((line) => typeof line['age_s'] === 'number' && line['age_s'] >= 600));
   });
 });
