@@ -53,7 +53,7 @@ class Fleet implements NodeClient {
       if (this.failListAfter?.node === node.id && this.lists > this.failListAfter.after) throw new Error('listing failed later');
       return Promise.resolve([...(this.held.get(node.id) as Map<string, Group>).values()]);
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
   };
 
@@ -63,7 +63,7 @@ class Fleet implements NodeClient {
       this.held.get(node.id)?.delete(groupIdentity(labels));
       return Promise.resolve();
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
   };
 
@@ -79,7 +79,7 @@ class Fleet implements NodeClient {
       this.put(node, { ...labels }, families, Date.now() / 1000);
       return Promise.resolve();
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
   }
 
