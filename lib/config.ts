@@ -42,6 +42,8 @@ export type ConsulConfig = Readonly<{
   register: readonly Node[];
   registerIntervalMs: number;
   deregisterOnExit: boolean;
+  /** Where the director keeps its own state in Consul's KV store (tombstones), ending in `/`. */
+  kvPrefix: string;
 }>;
 
 /** DnsRecordType is what DNS discovery asks for: SRV records (targets and ports), or addresses with a fixed port. */
@@ -91,6 +93,8 @@ export type ReconcileConfig = Readonly<{
   drain: readonly Node[];
   dryRun: boolean;
   ttlMs: number | undefined;
+  /** How long a group deleted through the director is remembered; 0: not at all. */
+  tombstoneTtlMs: number;
 }>;
 
 type OptionSpec = Readonly<{
@@ -153,6 +157,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'consul.register-interval', kind: 'string', default: '30s', help: 'How often registrations are re-asserted.' },
   { flag: 'consul.deregister-on-exit', kind: 'boolean', help: 'Deregister the registered Pushgateways on shutdown.' },
   {
+    flag: 'consul.kv-prefix',
+    kind: 'string',
+    default: 'pgw-director/',
+    help: 'Consul KV prefix for state shared by replicas (tombstones); the token needs key:write on it.',
+  },
+  {
     flag: 'dns.name',
     kind: 'list',
     yaml: ['dns', 'names'],
@@ -173,6 +183,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'reconcile.drain', kind: 'list', help: 'A Pushgateway leaving the ring: move all its groups to their owners.' },
   { flag: 'reconcile.dry-run', kind: 'boolean', help: 'Log what reconciliation would do; change nothing.' },
   { flag: 'group.ttl', kind: 'string', help: 'Delete groups whose last push is older than this (off by default).' },
+  {
+    flag: 'group.tombstone-ttl',
+    kind: 'string',
+    default: '24h',
+    help: 'How long a group deleted through the director is remembered, so no old copy brings it back; 0: off.',
+  },
   { flag: 'log.level', kind: 'string', default: 'info', help: 'trace, debug, info, warn, error, fatal or silent.' },
   { flag: 'help', kind: 'boolean', help: 'Show this help and exit.' },
   { flag: 'version', kind: 'boolean', help: 'Show the version and exit.' },
@@ -408,7 +424,9 @@ function parseReconcileConfig(
   const ttlText = str('group.ttl');
   const ttlMs = ttlText === undefined || ttlText === '0' ? undefined : requireDuration('group.ttl', ttlText);
   if (ttlMs !== undefined && ttlMs < 1000) throw new ConfigError('--group.ttl must be at least 1s');
+  const tombstoneTtlMs = requireDuration('group.tombstone-ttl', str('group.tombstone-ttl') ?? '24h');
   return Object.freeze({
+    tombstoneTtlMs,
     intervalMs,
     migrate: get('reconcile.migrate') === true,
     drain: parseNodes('reconcile.drain', list('reconcile.drain')),
@@ -447,6 +465,10 @@ function parseConsulConfig(
   }
   const waitMs = requireDuration('consul.wait', str('consul.wait') ?? '30s');
   if (waitMs < 1000 || waitMs > 600_000) throw new ConfigError('--consul.wait must be between 1s and 10m (Consul\'s maximum)');
+  const kvPrefix = str('consul.kv-prefix') ?? 'pgw-director/';
+  if (kvPrefix === '' || kvPrefix.startsWith('/') || !kvPrefix.endsWith('/')) {
+    throw new ConfigError(`--consul.kv-prefix must be a key prefix ending in "/" and not starting with one; got ${JSON.stringify(kvPrefix)}`);
+  }
   const prefix = (str('consul.node-path-prefix') ?? '').replace(/\/+$/, '');
   if (prefix !== '' && !prefix.startsWith('/')) throw new ConfigError('--consul.node-path-prefix must start with /');
   return Object.freeze({
@@ -463,6 +485,7 @@ function parseConsulConfig(
     register: parseNodes('consul.register', list('consul.register')),
     registerIntervalMs: requireDuration('consul.register-interval', str('consul.register-interval') ?? '30s'),
     deregisterOnExit: get('consul.deregister-on-exit') === true,
+    kvPrefix,
   });
 }
 

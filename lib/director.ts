@@ -11,6 +11,7 @@ import type { Config } from './config';
 import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
 import { type DnsTuning, createDnsResolver, createResolverLookup } from './discovery/dns';
+import { type FanOut, createFanOut } from './fanout';
 import { createApp } from './http/app';
 import { type HealthChecker, createHealthChecker } from './health';
 import { createFastLane } from './http/fast-lane';
@@ -21,6 +22,7 @@ import { type DirectorMetrics, createMetrics } from './metrics';
 import { createNodeClient } from './nodes/client';
 import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
+import { type TombstoneStore, createTombstones } from './tombstones';
 
 /** Director is one running director. */
 export type Director = Readonly<{
@@ -35,6 +37,10 @@ export type Director = Readonly<{
   server: Server;
   discovery: Discovery;
   reconciler: Reconciler;
+  /** Groups deleted through this director, or undefined when --group.tombstone-ttl is 0. */
+  tombstones: TombstoneStore | undefined;
+  /** The fan-out DELETE both lanes call. */
+  fanOut: FanOut;
   /** listen starts discovery and the listener; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /** close stops accepting, lets in-flight requests finish, and stops discovery. */
@@ -73,13 +79,15 @@ export function createDirector(config: Config, logger: Logger, options: Director
     config.mode === 'redirect'
       ? undefined
       : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes, ...lookup }, metrics, logger);
-  const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
+  const tombstones = createTombstones(config, metrics.registry, logger);
+  const fanOut = createFanOut({ placement, drain: config.reconcile.drain, client: nodeClient, tombstones, logger, registry: metrics.registry });
+  const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger, fanOut });
   const app = createApp({ placement, metrics, logger });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
   const fastLane =
-    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
+    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, fanOut, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);
+  const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient, tombstones);
 
   // Periodic passes, one at a time, only once the ring has members.
   let reconcileTimer: NodeJS.Timeout | undefined;
@@ -104,6 +112,8 @@ export function createDirector(config: Config, logger: Logger, options: Director
     server,
     discovery,
     reconciler,
+    tombstones,
+    fanOut,
     async listen() {
       health.start();
       discovery.start();
@@ -122,6 +132,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
       await reconciling;
       await discovery.stop();
       await health.stop();
+      await fanOut.idle();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // A keep-alive connection that finishes its last request becomes idle: close those as they appear, so a

@@ -1,9 +1,14 @@
 /**
  * The reconciler: after the ring changes, a group's newest copy may sit on its new owner while an old copy lingers on
  * its previous node (the Pushgateway never forgets a group), so Prometheus would scrape both. A pass lists every
- * node's groups, finds each copy that is not on its owner, and deletes it once the owner holds a newer copy; with
- * migration (or for a node being drained) it first copies the group to its owner and checks it arrived. With a TTL
- * it also deletes groups whose last push is too old, wherever they are.
+ * node's groups, reads the tombstones, asks lib/reconcile/decide.ts what to do with each copy, and does it:
+ * 1. deletes what needs no other step: copies older than their tombstone or the TTL, and older copies of a group
+ *    whose newest copy stays or moves;
+ * 2. copies each group that moves to its owner (PUT as the only copy, or POST of its newer families merged into the
+ *    owner's older copy);
+ * 3. lists each owner that received groups once, to check they arrived, and reads the tombstones again: a group
+ *    deleted through a director while the pass ran is deleted from its owner too, so a pass never resurrects it;
+ * 4. deletes the moved groups where they were, once they arrived.
  *
  * Every step is idempotent and every director replica computes the same owners, so replicas may reconcile at once.
  * A node that cannot be listed is skipped: a failed read never counts as a missing group.
@@ -11,10 +16,12 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 
-import { type Group, groupIdentity as identity, groupKeyOf as keyOf, toTextFormat } from './core/group';
+import { type Group, groupIdentity as identity, groupKeyOf as keyOf, newerFamilies, toTextFormat } from './core/group';
 import type { Node } from './core/node';
 import type { NodeClient } from './nodes/client';
 import type { Placement } from './placement';
+import { type Action, decideGroup } from './reconcile/decide';
+import type { TombstoneStore } from './tombstones';
 
 /** ReconcileOptions configures a pass. */
 export type ReconcileOptions = Readonly<{
@@ -26,10 +33,14 @@ export type ReconcileOptions = Readonly<{
   dryRun: boolean;
   /** Delete groups whose last push is older than this; undefined: never. */
   ttlMs: number | undefined;
+  /** Requests to nodes in flight at once within a pass. @default 8 */
+  concurrency?: number;
 }>;
 
 /** PassReport counts what one pass saw and did. */
 export type PassReport = {
+  /** True when the pass only reported what it would do. */
+  dryRun: boolean;
   nodes: number;
   skipped: string[];
   groups: number;
@@ -37,6 +48,8 @@ export type PassReport = {
   deleted: number;
   migrated: number;
   expired: number;
+  /** Copies deleted because the group was deleted through a director after their last push. */
+  tombstoned: number;
   kept: number;
   errors: number;
   drainedEmpty: string[];
@@ -51,7 +64,8 @@ export function createReconcileMetrics(registry: Registry) {
   const counter = (name: string, help: string): Counter => new Counter({ name: `pgw_director_reconcile_${name}`, help, registers: [registry] });
   return {
     misplaced: counter('misplaced_groups_total', 'Copies of groups seen on a node that does not own them.'),
-    deleted: counter('deleted_groups_total', 'Misplaced copies deleted because the owner held a newer copy.'),
+    deleted: counter('deleted_groups_total', 'Copies deleted because a newer copy of the group stays or moves to its owner.'),
+    tombstoned: counter('tombstoned_groups_total', 'Copies deleted because the group was deleted through a director after their last push.'),
     migrated: counter('migrated_groups_total', 'Groups copied to their owner, then deleted where they were.'),
     expired: counter('expired_groups_total', 'Groups deleted because their last push was older than --group.ttl.'),
     errors: counter('errors_total', 'Failed reads and writes towards the Pushgateways during passes.'),
@@ -69,30 +83,72 @@ export function createReconcileMetrics(registry: Registry) {
 /** Reconciler runs passes against the current ring. */
 export type Reconciler = Readonly<{ pass(): Promise<PassReport> }>;
 
-/** createReconciler builds a reconciler that reaches the nodes through `client`. */
+type Copy = Readonly<{ node: Node; group: Group }>;
+type Planned = Readonly<{ copy: Copy; action: Action; ownerCopy: Copy | undefined; owner: Node | undefined }>;
+
+/** forEachLimited runs `fn` over `items`, at most `limit` at once. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+const DELETE_WHY = {
+  delete: 'a newer copy of the group stays or moves to its owner',
+  expire: 'its last push is older than --group.ttl',
+  tombstoned: "the group was deleted through a director after this copy's last push",
+} as const;
+
+const COUNTED = { delete: 'deleted', expire: 'expired', tombstoned: 'tombstoned' } as const;
+
+/** createReconciler builds a reconciler that reaches the nodes through `client` and reads `tombstones`. */
 export function createReconciler(
   placement: Placement,
   options: ReconcileOptions,
   metrics: ReconcileMetrics,
   logger: Logger,
   client: NodeClient,
+  tombstones?: TombstoneStore,
 ): Reconciler {
   const log = logger.child({ component: 'reconcile', ...(options.dryRun ? { dry_run: true } : {}) });
-  const list = (node: Node): Promise<Group[]> => client.listGroups(node);
-  const remove = (node: Node, group: Group): Promise<void> => client.deleteGroup(node, group.labels);
+  const concurrency = options.concurrency ?? 8;
+  const would = (doing: string, wouldDo: string): string => (options.dryRun ? wouldDo : doing);
 
-  const copy = async (owner: Node, group: Group): Promise<void> => {
-    const body = toTextFormat(group.families);
-    if (body === undefined) throw new Error('the group holds native histograms, which cannot be re-pushed in the text format');
-    await client.putGroup(owner, group.labels, body);
-    const arrived = (await list(owner)).some((g) => identity(g.labels) === identity(group.labels) && g.pushTime > 0);
-    if (!arrived) throw new Error(`the group did not arrive on ${owner.id}`);
+  const readTombstones = async (now: number): Promise<ReadonlyMap<string, number> | undefined> => {
+    if (tombstones === undefined) return new Map();
+    try {
+      return await tombstones.read(now);
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, 'cannot read the tombstones: no group moves this pass');
+      return undefined;
+    }
   };
 
   const pass = async (): Promise<PassReport> => {
     const started = Date.now();
     const ring = placement.ring;
-    const report: PassReport = { nodes: 0, skipped: [], groups: 0, misplaced: 0, deleted: 0, migrated: 0, expired: 0, kept: 0, errors: 0, drainedEmpty: [], durationMs: 0 };
+    const report: PassReport = {
+      dryRun: options.dryRun,
+      nodes: 0,
+      skipped: [],
+      groups: 0,
+      misplaced: 0,
+      deleted: 0,
+      migrated: 0,
+      expired: 0,
+      tombstoned: 0,
+      kept: 0,
+      errors: 0,
+      drainedEmpty: [],
+      durationMs: 0,
+    };
+    const failed = (context: object, error: unknown, message: string): void => {
+      report.errors++;
+      metrics.errors.inc();
+      log.error({ ...context, err: (error as Error).message }, message);
+    };
     const draining = new Set(options.drain.map((node) => node.id));
     for (const node of ring.nodes) {
       if (draining.has(node.id)) log.warn({ node: node.id }, 'a node to drain is still on the ring: take it out of discovery first');
@@ -100,11 +156,13 @@ export function createReconciler(
     const nodes = [...ring.nodes.filter((node) => !draining.has(node.id)), ...options.drain.filter((node) => !ring.nodes.some((n) => n.id === node.id))];
     report.nodes = nodes.length;
 
+    // 0. Read: every node's groups, then the tombstones (after the listings, so a DELETE that emptied a node before
+    //    it was listed has its tombstone read too).
     const listed = new Map<string, Group[]>();
     await Promise.all(
       nodes.map(async (node) => {
         try {
-          listed.set(node.id, await list(node));
+          listed.set(node.id, await client.listGroups(node));
         } catch (error) {
           report.skipped.push(node.id);
           report.errors++;
@@ -113,85 +171,174 @@ export function createReconciler(
         }
       }),
     );
-    const byIdentity = (nodeId: string): Map<string, Group> => new Map((listed.get(nodeId) ?? []).map((g) => [identity(g.labels), g]));
-    const indexes = new Map<string, Map<string, Group>>();
-    for (const nodeId of listed.keys()) indexes.set(nodeId, byIdentity(nodeId));
     const now = Date.now() / 1000;
+    const deletedAt = await readTombstones(now);
+    if (deletedAt === undefined) {
+      report.errors++;
+      metrics.errors.inc();
+    }
 
+    // Decide, group by group.
+    const copies = new Map<string, Copy[]>();
     for (const node of nodes) {
-      const groups = listed.get(node.id);
-      if (groups === undefined) continue;
-      const leaving = draining.has(node.id);
-      let left = 0;
-      for (const group of groups) {
+      for (const group of listed.get(node.id) ?? []) {
+        const id = identity(group.labels);
+        const list = copies.get(id);
+        if (list === undefined) copies.set(id, [{ node, group }]);
+        else list.push({ node, group });
         report.groups++;
-        const context = { node: node.id, group: group.labels };
-        try {
-          if (options.ttlMs !== undefined && group.pushTime > 0 && now - group.pushTime > options.ttlMs / 1000) {
-            log.info({ ...context, age_s: Math.round(now - group.pushTime) }, 'group expired: deleting');
-            if (!options.dryRun) await remove(node, group);
-            report.expired++;
-            metrics.expired.inc();
-            continue;
-          }
-          const owner = ring.lookup(placement.hash(keyOf(group.labels), ''));
-          if (owner === undefined) {
-            left++;
-            continue;
-          }
-          // On its owner (a drained node still on the ring owns its groups: nothing moves until it leaves the ring).
-          if (owner.id === node.id) continue;
+      }
+    }
+    const plan: Planned[] = [];
+    for (const [id, group] of copies) {
+      const labels = (group[0] as Copy).group.labels;
+      const owner = ring.lookup(placement.hash(keyOf(labels), ''));
+      const actions = decideGroup({
+        copies: group.map((copy) => ({ node: copy.node.id, pushTime: copy.group.pushTime })),
+        owner: owner?.id,
+        ownerListed: owner !== undefined && listed.has(owner.id),
+        draining,
+        tombstone: deletedAt?.get(id),
+        tombstonesKnown: deletedAt !== undefined,
+        now,
+        ttl: options.ttlMs === undefined ? undefined : options.ttlMs / 1000,
+        migrate: options.migrate,
+        dryRun: options.dryRun,
+      });
+      const ownerCopy = group.find((copy) => copy.node.id === owner?.id);
+      group.forEach((copy, i) => {
+        if (copy.node.id !== owner?.id) {
           report.misplaced++;
           metrics.misplaced.inc();
-          const ownerGroups = indexes.get(owner.id);
-          if (ownerGroups === undefined) {
-            // The owner could not be listed: nothing is known about its copy, so nothing is deleted.
-            left++;
-            report.kept++;
-            continue;
-          }
-          const ownerCopy = ownerGroups.get(identity(group.labels));
-          if (ownerCopy !== undefined && ownerCopy.pushTime > group.pushTime) {
-            log.info({ ...context, owner: owner.id }, 'misplaced copy: the owner holds a newer one, deleting');
-            if (!options.dryRun) await remove(node, group);
-            report.deleted++;
-            metrics.deleted.inc();
-            continue;
-          }
-          if (!options.migrate && !leaving) {
-            log.info({ ...context, owner: owner.id }, 'misplaced group kept: its owner has no newer copy (--reconcile.migrate moves it)');
-            report.kept++;
-            left++;
-            continue;
-          }
-          log.info({ ...context, owner: owner.id }, leaving ? 'draining: moving the group to its owner' : 'migrating the group to its owner');
-          if (!options.dryRun) {
-            await copy(owner, group);
-            await remove(node, group);
-            ownerGroups.set(identity(group.labels), { ...group, pushTime: now });
-          }
-          report.migrated++;
-          metrics.migrated.inc();
-        } catch (error) {
-          left++;
-          report.errors++;
-          metrics.errors.inc();
-          log.error({ ...context, err: (error as Error).message }, 'reconciling the group failed; it stays where it is');
         }
+        plan.push({ copy, action: actions[i] as Action, ownerCopy, owner });
+      });
+    }
+
+    const left = new Map<string, number>();
+    const stays = (node: Node): void => {
+      left.set(node.id, (left.get(node.id) ?? 0) + 1);
+    };
+    const remove = async ({ copy, action }: Planned): Promise<void> => {
+      const kind = action.kind as keyof typeof DELETE_WHY;
+      const context = { node: copy.node.id, group: copy.group.labels };
+      log.info({ ...context, ...(kind === 'expire' ? { age_s: Math.round(now - copy.group.pushTime) } : {}) }, `${would('deleting', 'would delete')} the copy: ${DELETE_WHY[kind]}`);
+      try {
+        if (action.execute) await client.deleteGroup(copy.node, copy.group.labels);
+        const counted = COUNTED[kind];
+        report[counted]++;
+        metrics[counted].inc();
+      } catch (error) {
+        stays(copy.node);
+        failed(context, error, 'deleting the copy failed; it stays where it is');
       }
-      if (leaving) {
-        const empty = left === 0 && !options.dryRun;
-        metrics.drainedEmpty.set({ node: node.id }, empty ? 1 : 0);
-        if (empty) {
-          report.drainedEmpty.push(node.id);
-          log.info({ node: node.id }, 'drained node holds no group any more: it can be stopped');
+    };
+
+    // 1. Deletes that need no other step.
+    const deletes = plan.filter(({ action }) => action.kind === 'delete' || action.kind === 'expire' || action.kind === 'tombstoned');
+    await forEachLimited(deletes, concurrency, remove);
+    for (const { copy, action } of plan) {
+      if (action.kind !== 'keep') continue;
+      stays(copy.node);
+      if (action.reason === 'on-owner' || action.reason === 'receives-newer') continue;
+      report.kept++;
+      log.info({ node: copy.node.id, group: copy.group.labels, reason: action.reason }, 'misplaced group kept where it is');
+    }
+
+    // 2. Moves to the owners.
+    const moves = plan.filter(({ action }) => action.kind === 'migrate');
+    const sent: { planned: Planned; before: number | undefined }[] = [];
+    await forEachLimited(moves, concurrency, async (planned) => {
+      const { copy, action, ownerCopy, owner } = planned;
+      if (action.kind !== 'migrate' || owner === undefined) return;
+      const context = { node: copy.node.id, group: copy.group.labels, owner: owner.id };
+      const draining = options.drain.some((node) => node.id === copy.node.id);
+      log.info(
+        context,
+        action.merge
+          ? `${would('merging', 'would merge')} the newest copy into the owner's older one`
+          : `${would('migrating', 'would migrate')} the group to its owner${draining ? ' (draining)' : ''}`,
+      );
+      if (!action.execute) {
+        report.migrated++;
+        metrics.migrated.inc();
+        return;
+      }
+      try {
+        const families = action.merge && ownerCopy !== undefined ? newerFamilies(copy.group, ownerCopy.group) : copy.group.families;
+        const body = toTextFormat(families);
+        if (body === undefined) throw new Error('the group holds native histograms, which cannot be re-pushed in the text format');
+        if (action.merge) await client.postGroup(owner, copy.group.labels, body);
+        else await client.putGroup(owner, copy.group.labels, body);
+        sent.push({ planned, before: ownerCopy?.group.pushTime });
+      } catch (error) {
+        stays(copy.node);
+        failed(context, error, 'moving the group failed; it stays where it is');
+      }
+    });
+
+    // 3. Check arrivals (one listing per owner) and tombstones written while the pass ran.
+    const arrivals = new Map<string, Promise<Map<string, Group> | Error>>();
+    const arrivedOn = (owner: Node): Promise<Map<string, Group> | Error> => {
+      let listing = arrivals.get(owner.id);
+      if (listing === undefined) {
+        listing = client.listGroups(owner).then(
+          (groups) => new Map(groups.map((group) => [identity(group.labels), group])),
+          (error: unknown) => error as Error,
+        );
+        arrivals.set(owner.id, listing);
+      }
+      return listing;
+    };
+    const lateTombstones = sent.length > 0 ? await readTombstones(Date.now() / 1000) : undefined;
+
+    // 4. Delete the moved groups where they were.
+    await forEachLimited(sent, concurrency, async ({ planned, before }) => {
+      const { copy, owner } = planned;
+      if (owner === undefined) return;
+      const id = identity(copy.group.labels);
+      const context = { node: copy.node.id, group: copy.group.labels, owner: owner.id };
+      const listing = await arrivedOn(owner);
+      const arrived = listing instanceof Map ? listing.get(id) : undefined;
+      if (arrived === undefined || arrived.pushTime <= 0 || arrived.pushTime === before) {
+        stays(copy.node);
+        const why = listing instanceof Error ? `cannot list the owner: ${listing.message}` : `the group did not arrive on ${owner.id}`;
+        failed(context, new Error(why), 'moving the group failed; it stays where it is');
+        return;
+      }
+      const late = lateTombstones?.get(id);
+      try {
+        if (late !== undefined && copy.group.pushTime < late) {
+          // Deleted through a director while this pass moved it: the move must not bring it back.
+          log.info(context, 'the group was deleted while the pass moved it: deleting it from its owner too');
+          await client.deleteGroup(owner, copy.group.labels);
+          await client.deleteGroup(copy.node, copy.group.labels);
+          report.tombstoned++;
+          metrics.tombstoned.inc();
+          return;
         }
+        await client.deleteGroup(copy.node, copy.group.labels);
+        report.migrated++;
+        metrics.migrated.inc();
+      } catch (error) {
+        stays(copy.node);
+        failed(context, error, 'deleting the moved group where it was failed; the next pass deletes the older copy');
+      }
+    });
+
+    for (const node of options.drain) {
+      if (!nodes.some((n) => n.id === node.id)) continue;
+      const empty = !options.dryRun && listed.has(node.id) && (left.get(node.id) ?? 0) === 0;
+      metrics.drainedEmpty.set({ node: node.id }, empty ? 1 : 0);
+      if (empty) {
+        report.drainedEmpty.push(node.id);
+        log.info({ node: node.id }, 'drained node holds no group any more: it can be stopped');
       }
     }
     report.durationMs = Date.now() - started;
     metrics.passes.inc();
     metrics.duration.set(report.durationMs / 1000);
-    log.info({ ...report }, 'reconciliation pass done');
+    log.info({ ...report }, options.dryRun ? 'reconciliation pass done (dry run: nothing changed)' : 'reconciliation pass done');
     return report;
   };
 

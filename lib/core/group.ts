@@ -80,6 +80,27 @@ export function groupPath(labels: Readonly<Record<string, string>>): string {
   return path;
 }
 
+/** familyTime returns a family's RFC 3339 `time_stamp` in milliseconds, or 0 when it has none. */
+function familyTime(family: Family): number {
+  const ms = family.time_stamp === undefined ? NaN : Date.parse(family.time_stamp);
+  return Number.isFinite(ms) ? ms : 0;
+}
+
+/**
+ * newerFamilies returns the families of `from` that a POST of it onto `onto` should carry: each one `onto` lacks or
+ * holds in an older version (by each family's `time_stamp`; a tie goes to `from`), without the families the
+ * Pushgateway adds itself. Merged into `onto`, they leave every family in its newest version.
+ */
+export function newerFamilies(from: Group, onto: Group): Record<string, Family> {
+  const out: Record<string, Family> = {};
+  for (const [name, family] of Object.entries(from.families)) {
+    if (ADDED_BY_PUSHGATEWAY.has(name)) continue;
+    const theirs = onto.families[name];
+    if (theirs === undefined || familyTime(family) >= familyTime(theirs)) out[name] = family;
+  }
+  return out;
+}
+
 function escapeLabelValue(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }

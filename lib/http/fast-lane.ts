@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 
 import type { PushMode } from '../config';
+import type { FanOut } from '../fanout';
 import type { Placement } from '../placement';
 import { type Downstream, type Proxy, type PushRequest, type Relay, SMALL_BODY_BYTES } from './proxy';
 import { followsRedirects, placePush } from './push';
@@ -30,6 +31,8 @@ export type FastLaneOptions = Readonly<{
   logger: Logger;
   headersTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** The fan-out DELETE, called for every DELETE placed, as the push handler does. */
+  fanOut?: FanOut | undefined;
 }>;
 
 /** FastLane takes new connections; `handOff` gives one to Node's HTTP server. */
@@ -202,6 +205,7 @@ class Connection implements Downstream {
     if (options.proxy.maxBodyBytes > 0 && push.body.length > options.proxy.maxBodyBytes) return this.giveUp();
     const placed = placePush(options.placement, push.method, push.target);
     if (!placed.ok) return this.giveUp();
+    if (push.method === 'DELETE') void options.fanOut?.deleted(push.target, placed.node);
 
     this.pending = data.length > push.size ? data.subarray(push.size) : undefined;
     this.closeAfter ||= push.close;

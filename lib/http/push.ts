@@ -11,6 +11,7 @@ import type { PushMode } from '../config';
 import { FALLBACK } from '../core/fast-key';
 import { parseGroupingKey } from '../core/grouping-key';
 import type { Node } from '../core/node';
+import type { FanOut } from '../fanout';
 import type { DirectorMetrics } from '../metrics';
 import type { Placement } from '../placement';
 import { type Proxy, SMALL_BODY_BYTES } from './proxy';
@@ -23,6 +24,8 @@ export type PushHandlerDeps = Readonly<{
   proxy: Proxy | undefined;
   metrics: DirectorMetrics;
   logger: Logger;
+  /** Deletes a DELETEd group on every other node and records its tombstone; the owner's answer stays the client's. */
+  fanOut?: FanOut | undefined;
 }>;
 
 /** PushHandler handles one push; `expectingContinue` is true when the client waits for 100 Continue. */
@@ -104,7 +107,7 @@ function hasPendingBody(req: IncomingMessage): boolean {
 
 /** createPushHandler returns the handler for push paths. */
 export function createPushHandler(deps: PushHandlerDeps): PushHandler {
-  const { placement, mode, proxy, metrics, logger } = deps;
+  const { placement, mode, proxy, metrics, logger, fanOut } = deps;
   if (mode !== 'redirect' && proxy === undefined) throw new Error(`mode ${mode} needs a proxy`);
   const debug = logger.isLevelEnabled('debug');
 
@@ -124,6 +127,7 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
       return reject(req, res, placed.status, placed.message);
     }
     const { node } = placed;
+    if (method === 'DELETE') void fanOut?.deleted(target, node);
 
     if (mode === 'redirect' || (mode === 'auto' && followsRedirects(req.headers['user-agent'], req.headers.authorization !== undefined))) {
       const headers: Record<string, string> = { Location: locationFor(node, target), 'Content-Length': '0' };

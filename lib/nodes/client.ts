@@ -38,6 +38,8 @@ export type NodeClient = Readonly<{
   deleteGroup(node: Node, labels: Readonly<Record<string, string>>): Promise<void>;
   /** putGroup replaces a group on the node with a text-format body. */
   putGroup(node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void>;
+  /** postGroup merges a text-format body into a group on the node: families of the same name are replaced, others kept. */
+  postGroup(node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void>;
   /**
    * checkHealth asks `GET /-/healthy` and resolves with the status, or with why there was none (the socket error
    * code, or `no answer within <timeoutMs>ms`); it never rejects. It runs on node:http with kept-alive connections
@@ -80,15 +82,18 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     if (response.status !== 202 && response.status !== 200) throw new Error(`deleting from ${node.id}: HTTP ${response.status}`);
   };
 
-  const putGroup = async (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => {
+  const sendGroup = async (method: 'PUT' | 'POST', node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => {
     const response = await request(node, groupPath(labels), {
-      method: 'PUT',
+      method,
       body,
       headers: { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' },
     });
     const text = await response.text();
     if (response.status !== 200 && response.status !== 202) throw new Error(`pushing to ${node.id}: HTTP ${response.status} ${text.trim()}`);
   };
+
+  const putGroup = (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => sendGroup('PUT', node, labels, body);
+  const postGroup = (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => sendGroup('POST', node, labels, body);
 
   // One idle connection per node is all the checks need; the agents are the client's own, not Node's globals.
   const lookup = options.lookup === undefined ? {} : { lookup: options.lookup };
@@ -119,5 +124,5 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
       req.end();
     });
 
-  return Object.freeze({ listGroups, deleteGroup, putGroup, checkHealth, request });
+  return Object.freeze({ listGroups, deleteGroup, putGroup, postGroup, checkHealth, request });
 }

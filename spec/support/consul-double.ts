@@ -6,7 +6,14 @@
  *   plus up to wait/16 of jitter; every answer carries X-Consul-Index.
  * - PUT /v1/agent/service/register and /v1/agent/service/deregister/:id; HTTP checks really run: 2xx passing,
  *   429 warning, anything else critical; a new check starts critical.
- * - ACLs: when tokens are set, a request without a valid X-Consul-Token gets 403.
+ * - The KV store (api-docs/kv.mdx): GET /v1/kv/:key with `recurse` and `keys` (404 when nothing matches), entries as
+ *   `[{Key, Value (base64), Flags, CreateIndex, ModifyIndex, LockIndex, Session}]`, X-Consul-Index on every read and
+ *   blocking reads (`index`, `wait`) that return when a matching key changes; PUT /v1/kv/:key (the body is the
+ *   value) with `flags` and `cas` (0: only if absent; N: only if ModifyIndex is N), answering `true`/`false`;
+ *   DELETE /v1/kv/:key with `recurse` or `cas`, answering `true`/`false`. Keys arrive percent-encoded, as the npm
+ *   client sends them, and are decoded as Consul's HTTP server does. Every write takes the next raft index.
+ * - ACLs: when tokens are set, a request without a valid X-Consul-Token gets 403; `kvReadOnly` tokens may read KV but
+ *   get 403 on writes (a token without key:write).
  * Faults for specs: `down` (connections refused), `slow`, `garbage` (200 with a body that is not JSON), `error`
  * (500), `object` (valid JSON that is not the documented array), `instant` (blocking queries answer at once, index
  * unchanged), and `resetIndex` (the index goes backwards).
@@ -29,6 +36,9 @@ export type ServiceEntry = {
   status: Status;
   check?: { http: string; intervalMs: number; timeoutMs: number; timer?: NodeJS.Timeout };
 };
+
+/** KvEntry is one key of the double's KV store. */
+export type KvEntry = { value: Buffer; flags: number; createIndex: number; modifyIndex: number };
 
 /** Fault is how the double misbehaves, if at all. */
 export type Fault = 'none' | 'slow' | 'garbage' | 'object' | 'error' | 'instant';
@@ -57,6 +67,12 @@ export class ConsulDouble {
   /** Valid ACL tokens; undefined means ACLs are off. */
   tokens: Set<string> | undefined;
   readonly services = new Map<string, ServiceEntry>();
+  readonly kv = new Map<string, KvEntry>();
+  /** Tokens that may read the KV store but not write it. */
+  readonly kvReadOnly = new Set<string>();
+  /** The raft index of the last KV write. */
+  kvIndex = 1;
+  private kvWaiters = new Set<() => void>();
   readonly requests: { method: string; path: string; query: URLSearchParams; token: string | undefined; at: number }[] = [];
   private server: http.Server;
   private sockets = new Set<Socket>();
@@ -107,6 +123,7 @@ export class ConsulDouble {
   async stop(): Promise<void> {
     for (const entry of this.services.values()) clearInterval(entry.check?.timer);
     this.wake();
+    for (const wake of [...this.kvWaiters]) wake();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       for (const socket of this.sockets) socket.destroy();
@@ -188,7 +205,13 @@ export class ConsulDouble {
         this.send(res, 403, token === undefined ? 'Permission denied' : 'ACL not found');
         return;
       }
-      const run = (): void => this.route(req.method ?? '', url, Buffer.concat(chunks).toString('utf8'), res);
+      if (url.pathname.startsWith('/v1/kv/') && req.method !== 'GET' && token !== undefined && this.kvReadOnly.has(token)) {
+        this.send(res, 403, 'Permission denied');
+        return;
+      }
+      const raw = Buffer.concat(chunks);
+      const run = (): void =>
+        url.pathname.startsWith('/v1/kv/') ? this.kvRoute(req.method ?? '', url, raw, res) : this.route(req.method ?? '', url, raw.toString('utf8'), res);
       if (this.fault === 'slow') setTimeout(run, this.slowMs);
       else run();
     });
@@ -242,6 +265,95 @@ export class ConsulDouble {
       answer();
     }
     const wake = (): void => done();
+    waiters.add(wake);
+    res.on('close', () => {
+      clearTimeout(timer);
+      waiters.delete(wake);
+    });
+  }
+
+  /** kvKeys lists the keys a KV request names: one key, or every key under a prefix. */
+  private kvMatch(key: string, recurse: boolean): string[] {
+    if (!recurse) return this.kv.has(key) ? [key] : [];
+    return [...this.kv.keys()].filter((k) => k.startsWith(key)).sort();
+  }
+
+  private kvWrite(): number {
+    this.kvIndex = Math.max(this.kvIndex, this.index) + 1;
+    for (const wake of [...this.kvWaiters]) wake();
+    return this.kvIndex;
+  }
+
+  private kvRoute(method: string, url: URL, body: Buffer, res: ServerResponse): void {
+    if (this.fault === 'error') return this.send(res, 500, 'rpc error making call: No cluster leader');
+    // Consul's HTTP server decodes the path: the npm client sends `a%2Fb` for the key `a/b`.
+    const key = decodeURIComponent(url.pathname.slice('/v1/kv/'.length));
+    const query = url.searchParams;
+    const recurse = query.has('recurse') && query.get('recurse') !== 'false';
+    const cas = query.get('cas');
+    if (cas !== null && !/^\d+$/.test(cas)) return this.send(res, 400, `Invalid CAS index: ${cas}`);
+    if (method === 'GET') return this.kvGet(key, query, recurse, res);
+    if (method === 'PUT') {
+      if (key === '') return this.send(res, 400, 'Missing key name');
+      if (recurse) return this.send(res, 400, 'Conflicting flags: recurse with PUT');
+      const existing = this.kv.get(key);
+      if (cas !== null && (Number(cas) === 0 ? existing !== undefined : existing?.modifyIndex !== Number(cas))) return this.send(res, 200, 'false');
+      const index = this.kvWrite();
+      const flags = Number(query.get('flags') ?? existing?.flags ?? 0);
+      this.kv.set(key, { value: body, flags, createIndex: existing?.createIndex ?? index, modifyIndex: index });
+      return this.send(res, 200, 'true');
+    }
+    if (method === 'DELETE') {
+      if (cas !== null && recurse) return this.send(res, 400, 'Conflicting flags: cas=' + cas + '&recurse');
+      if (cas !== null) {
+        const existing = this.kv.get(key);
+        // api-docs/kv.mdx: with cas, the delete happens only if the index matches (a missing key: only cas=0 is false).
+        if (existing === undefined || existing.modifyIndex !== Number(cas)) return this.send(res, 200, 'false');
+      }
+      const matched = this.kvMatch(key, recurse);
+      for (const k of matched) this.kv.delete(k);
+      if (matched.length > 0) this.kvWrite();
+      return this.send(res, 200, 'true');
+    }
+    this.send(res, 405, 'method not allowed');
+  }
+
+  private kvGet(key: string, query: URLSearchParams, recurse: boolean, res: ServerResponse): void {
+    const keysOnly = query.has('keys');
+    const indexOf = (keys: string[]): number => (keys.length === 0 ? this.kvIndex : Math.max(...keys.map((k) => (this.kv.get(k) as KvEntry).modifyIndex)));
+    const answer = (): void => {
+      if (res.writableEnded) return;
+      const keys = this.kvMatch(key, recurse || keysOnly);
+      const headers = { 'X-Consul-Index': String(indexOf(keys)), 'X-Consul-KnownLeader': 'true' };
+      if (keys.length === 0) return this.send(res, 404, '', headers);
+      if (keysOnly) return this.send(res, 200, JSON.stringify(keys), headers);
+      const entries = keys.map((k) => {
+        const entry = this.kv.get(k) as KvEntry;
+        return {
+          LockIndex: 0,
+          Key: k,
+          Flags: entry.flags,
+          Value: entry.value.length === 0 ? null : entry.value.toString('base64'),
+          CreateIndex: entry.createIndex,
+          ModifyIndex: entry.modifyIndex,
+        };
+      });
+      this.send(res, 200, JSON.stringify(entries), headers);
+    };
+    const asked = Number(query.get('index') ?? '0');
+    if (asked <= 0 || asked < indexOf(this.kvMatch(key, recurse || keysOnly))) return answer();
+    // Blocking read: hold until a matching key changes (its index passes the one asked for) or the wait runs out.
+    const waitMs = Math.min(parseDurationMs(query.get('wait') ?? undefined, 300_000), 600_000);
+    const waiters = this.kvWaiters;
+    const timer = setTimeout(done, waitMs + Math.random() * (waitMs / 16));
+    function done(): void {
+      clearTimeout(timer);
+      waiters.delete(wake);
+      answer();
+    }
+    const wake = (): void => {
+      if (res.writableEnded || asked < indexOf(this.kvMatch(key, recurse || keysOnly)) || this.kvMatch(key, recurse || keysOnly).length === 0) done();
+    };
     waiters.add(wake);
     res.on('close', () => {
       clearTimeout(timer);

@@ -1,0 +1,132 @@
+/**
+ * The fan-out DELETE: a group deleted through the director is deleted from the whole fleet, not only from its owner.
+ * After a ring change the owner may hold nothing while the previous owner still serves the group; a node being
+ * drained may hold it too. So besides the owner (which gets the client's DELETE, by 307 or proxied, and whose answer
+ * is the client's), the director deletes the group on every other ring member and every draining node, in the
+ * background, a few at a time, through the all-@base64 path of NodeClient.deleteGroup. It also records a tombstone,
+ * so a node that missed the DELETE (down, unreachable, or out of the ring at the time) loses its copy on the first
+ * reconciliation pass after it returns, instead of the reconciler moving it back to the owner.
+ *
+ * One entry point, `deleted`, which both lanes of the listener call once a DELETE is placed.
+ */
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+
+import { parseGroupingKey, toDisplayLabels } from './core/grouping-key';
+import type { Node } from './core/node';
+import type { NodeClient } from './nodes/client';
+import type { Placement } from './placement';
+import type { TombstoneStore } from './tombstones';
+
+/** FanOutOptions configures createFanOut. */
+export type FanOutOptions = Readonly<{
+  placement: Placement;
+  /** Nodes being drained (--reconcile.drain): they may hold any group. */
+  drain: readonly Node[];
+  client: NodeClient;
+  tombstones: TombstoneStore | undefined;
+  logger: Logger;
+  registry: Registry;
+  /** Deletes in flight at once, across every DELETE. @default 8 */
+  concurrency?: number;
+  /** Deletes waiting for a slot; past it a delete is dropped (counted; the tombstone still applies). @default 10000 */
+  maxQueued?: number;
+  /** The clock, in seconds. @default Date.now() / 1000 */
+  now?: () => number;
+}>;
+
+/** FanOut deletes groups from the fleet. */
+export type FanOut = Readonly<{
+  /**
+   * deleted is called once a DELETE of the request target `target` (path and query as received) is placed on
+   * `owner`. It records the tombstone and deletes the group on every other node in the background; the promise
+   * (which never rejects) settles when all of that is done, for specs and shutdown. Callers do not wait for it.
+   */
+  deleted(target: string, owner: Node): Promise<void>;
+  /** idle resolves when no fan-out delete is queued or in flight. */
+  idle(): Promise<void>;
+}>;
+
+/** FanOutOutcome is how one node's delete ended, as counted in pgw_director_fanout_deletes_total. */
+export type FanOutOutcome = 'deleted' | 'failed' | 'dropped';
+
+/** createFanOut returns the fan-out DELETE. */
+export function createFanOut(options: FanOutOptions): FanOut {
+  const concurrency = options.concurrency ?? 8;
+  const maxQueued = options.maxQueued ?? 10_000;
+  const now = options.now ?? ((): number => Date.now() / 1000);
+  const log = options.logger.child({ component: 'fanout' });
+  const deletes = new Counter({
+    name: 'pgw_director_fanout_deletes_total',
+    help: 'Deletes of a group on the nodes other than its owner after a DELETE through the director, by outcome.',
+    labelNames: ['node', 'outcome'] as const,
+    registers: [options.registry],
+  });
+
+  let running = 0;
+  const queue: (() => void)[] = [];
+  const inFlight = new Set<Promise<void>>();
+  const slot = (): Promise<void> | undefined => {
+    if (running < concurrency) {
+      running++;
+      return Promise.resolve();
+    }
+    if (queue.length >= maxQueued) return undefined;
+    return new Promise<void>((resolve) => queue.push(resolve));
+  };
+  const release = (): void => {
+    const next = queue.shift();
+    if (next !== undefined) next();
+    else running--;
+  };
+
+  const deleteOn = async (node: Node, labels: Readonly<Record<string, string>>): Promise<void> => {
+    const waiting = slot();
+    if (waiting === undefined) {
+      deletes.inc({ node: node.id, outcome: 'dropped' });
+      log.warn({ node: node.id, group: labels }, 'too many fan-out deletes waiting: dropped; the tombstone still deletes the copy on the next pass');
+      return;
+    }
+    await waiting;
+    try {
+      await options.client.deleteGroup(node, labels);
+      deletes.inc({ node: node.id, outcome: 'deleted' });
+    } catch (error) {
+      deletes.inc({ node: node.id, outcome: 'failed' });
+      log.warn(
+        { node: node.id, group: labels, err: (error as Error).message },
+        options.tombstones === undefined
+          ? 'cannot delete the group on this node: it keeps its copy'
+          : 'cannot delete the group on this node: its tombstone deletes the copy on the first pass that can reach it',
+      );
+    } finally {
+      release();
+    }
+  };
+
+  const deleted = async (target: string, owner: Node): Promise<void> => {
+    const query = target.indexOf('?');
+    const parsed = parseGroupingKey(query < 0 ? target : target.slice(0, query));
+    // The push handler placed this DELETE, so its path parses; anything else is not a group to delete.
+    if (!parsed.ok) return;
+    const labels = toDisplayLabels(parsed.key);
+    const others = new Map<string, Node>();
+    for (const node of [...options.placement.ring.nodes, ...options.drain]) if (node.id !== owner.id) others.set(node.id, node);
+    const work = Promise.all([
+      options.tombstones?.record(labels, now()),
+      ...[...others.values()].map((node) => deleteOn(node, labels)),
+    ]).then(() => undefined);
+    inFlight.add(work);
+    try {
+      await work;
+    } finally {
+      inFlight.delete(work);
+    }
+  };
+
+  const idle = async (): Promise<void> => {
+    while (inFlight.size > 0) await Promise.all([...inFlight]);
+  };
+
+  return Object.freeze({ deleted, idle });
+}
