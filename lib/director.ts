@@ -10,8 +10,10 @@ import type { Logger } from 'pino';
 import type { Config } from './config';
 import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
+import { type Fleet, createFleet } from './fleet';
 import { createApp } from './http/app';
 import { createFastLane } from './http/fast-lane';
+import { type NodeHealth, createFleetRouter } from './http/fleet-api';
 import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
 import { SERVER_TIMEOUTS, type ServerTimeouts, createServer } from './http/server';
@@ -28,6 +30,8 @@ export type Director = Readonly<{
   server: Server;
   discovery: Discovery;
   reconciler: Reconciler;
+  /** The fleet view behind /api/v1/metrics, /api/v1/fleet/groups and the fleet page. */
+  fleet: Fleet;
   /** listen starts discovery and the listener; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /** close stops accepting, lets in-flight requests finish, and stops discovery. */
@@ -35,7 +39,14 @@ export type Director = Readonly<{
 }>;
 
 /** DirectorOptions are knobs for tests and tools, not for users. */
-export type DirectorOptions = Readonly<{ consulTuning?: WatchTuning; serverTimeouts?: ServerTimeouts }>;
+export type DirectorOptions = Readonly<{
+  consulTuning?: WatchTuning;
+  serverTimeouts?: ServerTimeouts;
+  /** How long a node's listing is reused by the fleet views (FLEET_CACHE_MS by default). */
+  fleetCacheMs?: number;
+  /** What the fleet page shows as a node's health (members `in ring` by default). */
+  nodeHealth?: NodeHealth;
+}>;
 
 /** createDirector builds a director without starting it. */
 export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
@@ -61,12 +72,25 @@ export function createDirector(config: Config, logger: Logger, options: Director
       ? undefined
       : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes }, metrics, logger);
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
-  const app = createApp({ placement, metrics, logger });
+  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
+  const fleet = createFleet({
+    placement,
+    client: nodeClient,
+    drain: config.reconcile.drain,
+    registry: metrics.registry,
+    ...(options.fleetCacheMs === undefined ? {} : { cacheMs: options.fleetCacheMs }),
+  });
+  const fleetRouter = createFleetRouter({
+    fleet,
+    staleAfterMs: config.ui.staleAfterMs,
+    ui: config.ui.enabled,
+    ...(options.nodeHealth === undefined ? {} : { health: options.nodeHealth }),
+  });
+  const app = createApp({ placement, metrics, logger, routers: [fleetRouter] });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
   const fastLane =
     proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
   const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);
 
   // Periodic passes, one at a time, only once the ring has members.
@@ -91,6 +115,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     server,
     discovery,
     reconciler,
+    fleet,
     async listen() {
       discovery.start();
       scheduleReconcile();
