@@ -154,7 +154,7 @@ describe('the fleet read as one Pushgateway, with real Pushgateways', () => {
     assert.deepEqual(pages.map(withoutAge), data.copies.map(withoutAge));
     const bad = await httpRequest(`${url}/api/v1/fleet/groups?label=nolabel`);
     assert.equal(bad.status, 400);
-    assert.equal(JSON.parse(bad.body).error, 'label filter must be name=value; got "nolabel"');
+    assert.equal((JSON.parse(bad.body) as { error: string }).error, 'label filter must be name=value; got "nolabel"');
   });
 
   it('lists each node at most once per cache period, however many readers ask at once', async () => {
@@ -202,6 +202,6 @@ describe('the fleet read as one Pushgateway, with real Pushgateways', () => {
     await Promise.all(nodes.map((node) => node.stop()));
     const none = await httpRequest(`${url}/api/v1/metrics`);
     assert.equal(none.status, 503);
-    assert.match(JSON.parse(none.body).error, /^no pushgateway could be listed: /);
+    assert.match((JSON.parse(none.body) as { error: string }).error, /^no pushgateway could be listed: /);
   });
 });
