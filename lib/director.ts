@@ -46,6 +46,8 @@ export type DirectorOptions = Readonly<{
   fleetCacheMs?: number;
   /** What the fleet page shows as a node's health (members `in ring` by default). */
   nodeHealth?: NodeHealth;
+  /** The clock the fleet views measure ages with (Date.now by default). */
+  fleetClock?: () => number;
 }>;
 
 /** createDirector builds a director without starting it. */
@@ -85,6 +87,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     staleAfterMs: config.ui.staleAfterMs,
     ui: config.ui.enabled,
     ...(options.nodeHealth === undefined ? {} : { health: options.nodeHealth }),
+    ...(options.fleetClock === undefined ? {} : { now: options.fleetClock }),
   });
   const app = createApp({ placement, metrics, logger, routers: [fleetRouter] });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;

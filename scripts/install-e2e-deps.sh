@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, what the end-to-end suite and the benchmarks run: real Pushgateways, Go with
 # client_golang, Python's prometheus_client, curl, nginx and wrk for the benchmark baselines, and prometheus
-# for promtool, which checks docs/alerts.yml, and openssl for the certificates of the TLS specs.
+# for promtool, which checks docs/alerts.yml, openssl for the certificates of the TLS specs, and chromium, the
+# headless browser that loads the fleet page.
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
-packages=(prometheus-pushgateway golang-go golang-github-prometheus-client-golang-dev python3-prometheus-client curl nginx wrk prometheus openssl)
+packages=(prometheus-pushgateway golang-go golang-github-prometheus-client-golang-dev python3-prometheus-client curl nginx wrk prometheus openssl chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

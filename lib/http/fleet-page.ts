@@ -41,7 +41,7 @@ main{padding:16px 20px;max-width:1400px}
 h2{font-size:16px;margin:22px 0 10px}
 a{color:var(--accent)}
 table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:baseline}
 th{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 code,.labels{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
@@ -72,6 +72,10 @@ table.stack tr{display:block;border:1px solid var(--line);border-radius:6px;marg
 table.stack td{display:flex;gap:10px;border:0;padding:3px 10px}
 table.stack td::before{content:attr(data-label);flex:0 0 6.5em;color:var(--muted);font-size:12px;text-transform:uppercase}
 table.stack td.num{text-align:left}
+table.stack td:empty{display:none}
+table.stack tr.misplaced{border-left:4px solid var(--warn-fg)}
+table.stack tr.stale{border-left:4px solid var(--bad-fg)}
+table.stack tr td:first-child{box-shadow:none}
 form.filters label{flex:1 1 40%}
 input[type=text],select{min-width:0;width:100%}
 }
