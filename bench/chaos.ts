@@ -27,7 +27,7 @@ const deleteCount = 20;
 const phaseMs = (seconds * 1000) / 6;
 const CLI = join(ROOT, 'dist', 'bin', 'pgw-director.js');
 const runCli = (args: readonly string[]): ReturnType<typeof run> => run(process.execPath, [CLI, ...args], { timeoutMs: 120_000 });
-const HEALTH = ['--node.health-interval=250ms', '--node.health-timeout=500ms', '--node.health-fall=2', '--node.health-rise=2'];
+const HEALTH = ['--node.health-interval=250ms', '--node.health-timeout=200ms', '--node.health-fall=2', '--node.health-rise=2'];
 
 type GroupState = {
   readonly index: number;
@@ -109,7 +109,9 @@ async function main(): Promise<number> {
     directorProcess('redirect', [...common, '--mode=redirect', `--web.listen-address=127.0.0.1:${ports.redirect}`]),
     directorProcess('proxy', [...common, '--mode=proxy', `--web.listen-address=127.0.0.1:${ports.proxy}`]),
   ];
-  await Promise.all([waitForPort(ports.redirect), waitForPort(ports.proxy)]);
+  await Promise.all([waitForPort(ports.redirect), waitForPort(ports.proxy)]).catch((error: unknown) => {
+    throw new Error(`${(error as Error).message}: a director did not start, see ${join(tmpdir(), 'pgw-director-chaos-*.log')}`);
+  });
   const ringIs = async (ids: readonly string[]): Promise<void> => {
     const want = [...ids].sort().join(',');
     await until(`both rings to be ${want}`, async () => (await members(ports.redirect)).join(',') === want && (await members(ports.proxy)).join(',') === want);

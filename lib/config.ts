@@ -83,6 +83,15 @@ export type Config = Readonly<{
   reconcile: ReconcileConfig;
   /** The director's own health checks of every candidate node. */
   health: HealthConfig;
+  ui: UiConfig;
+}>;
+
+/** UiConfig configures the fleet page. */
+export type UiConfig = Readonly<{
+  /** Serve the fleet page at `/` and `/groups` (`--web.enable-ui`). */
+  enabled: boolean;
+  /** A group whose last push is older than this is marked stale (`--ui.stale-after`). */
+  staleAfterMs: number;
 }>;
 
 /** ReconcileConfig configures the reconciler and the group TTL. */
@@ -189,6 +198,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: '24h',
     help: 'How long a group deleted through the director is remembered, so no old copy brings it back; 0: off.',
   },
+  { flag: 'web.enable-ui', kind: 'string', default: 'true', help: 'Serve the fleet page at / and /groups: true or false.' },
+  { flag: 'ui.stale-after', kind: 'string', default: '1h', help: 'The fleet page marks groups whose last push is older than this.' },
   { flag: 'log.level', kind: 'string', default: 'info', help: 'trace, debug, info, warn, error, fatal or silent.' },
   { flag: 'help', kind: 'boolean', help: 'Show this help and exit.' },
   { flag: 'version', kind: 'boolean', help: 'Show the version and exit.' },
@@ -246,7 +257,8 @@ function readYamlFile(path: string): RawOptions {
       if (typeof value !== 'boolean') throw new ConfigError(`${where} must be true or false`);
       values[option.flag] = value;
     } else {
-      if (typeof value !== 'string' && typeof value !== 'number') throw new ConfigError(`${where} must be a string`);
+      // A YAML boolean is accepted where a flag takes `true`/`false` as text (web.enable_ui).
+      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw new ConfigError(`${where} must be a string`);
       values[option.flag] = String(value);
     }
   }
@@ -382,6 +394,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     dns,
     reconcile,
     health,
+    ui: parseUiConfig(str),
   });
 }
 
@@ -405,6 +418,13 @@ function parseHealthConfig(str: (flag: string) => string | undefined): HealthCon
     fall: parseCount('node.health-fall', str('node.health-fall') ?? '3'),
     rise: parseCount('node.health-rise', str('node.health-rise') ?? '2'),
   });
+}
+
+function parseUiConfig(str: (flag: string) => string | undefined): UiConfig {
+  const enabled = pick('web.enable-ui', str('web.enable-ui') ?? 'true', ['true', 'false'] as const) === 'true';
+  const staleAfterMs = requireDuration('ui.stale-after', str('ui.stale-after') ?? '1h');
+  if (staleAfterMs <= 0) throw new ConfigError('--ui.stale-after must be greater than 0');
+  return Object.freeze({ enabled, staleAfterMs });
 }
 
 function parseReconcileConfig(

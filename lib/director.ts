@@ -12,9 +12,11 @@ import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
 import { type DnsTuning, createDnsResolver, createResolverLookup } from './discovery/dns';
 import { type FanOut, createFanOut } from './fanout';
+import { type Fleet, createFleet } from './fleet';
 import { createApp } from './http/app';
 import { type HealthChecker, createHealthChecker } from './health';
 import { createFastLane } from './http/fast-lane';
+import { type NodeHealth, createFleetRouter } from './http/fleet-api';
 import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
 import { SERVER_TIMEOUTS, type ServerTimeouts, createServer } from './http/server';
@@ -41,6 +43,8 @@ export type Director = Readonly<{
   tombstones: TombstoneStore | undefined;
   /** The fan-out DELETE both lanes call. */
   fanOut: FanOut;
+  /** The fleet view behind /api/v1/metrics, /api/v1/fleet/groups and the fleet page. */
+  fleet: Fleet;
   /** listen starts discovery and the listener; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /** close stops accepting, lets in-flight requests finish, and stops discovery. */
@@ -48,7 +52,28 @@ export type Director = Readonly<{
 }>;
 
 /** DirectorOptions are knobs for tests and tools, not for users. */
-export type DirectorOptions = Readonly<{ consulTuning?: WatchTuning; dnsTuning?: DnsTuning; serverTimeouts?: ServerTimeouts }>;
+export type DirectorOptions = Readonly<{
+  consulTuning?: WatchTuning;
+  dnsTuning?: DnsTuning;
+  serverTimeouts?: ServerTimeouts;
+  /** How long a node's listing is reused by the fleet views (FLEET_CACHE_MS by default). */
+  fleetCacheMs?: number;
+  /** What the fleet page shows as a node's health (members `in ring` by default). */
+  nodeHealth?: NodeHealth;
+  /** The clock the fleet views measure ages with (Date.now by default). */
+  fleetClock?: () => number;
+}>;
+
+/** describeHealth renders a node's health for the fleet page from the checker's view of it. */
+function describeHealth(health: HealthChecker, checking: boolean): NodeHealth {
+  return (node, role) => {
+    if (role !== 'member') return 'draining';
+    const status = health.statuses().find((candidate) => candidate.node.id === node.id);
+    if (status === undefined || !checking) return 'in ring';
+    if (!status.health.up) return `down: ${status.lastError ?? 'failing checks'}`;
+    return status.health.proven ? 'up' : 'up (on probation)';
+  };
+}
 
 /** createDirector builds a director without starting it. */
 export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
@@ -82,7 +107,21 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const tombstones = createTombstones(config, metrics.registry, logger);
   const fanOut = createFanOut({ placement, drain: config.reconcile.drain, client: nodeClient, tombstones, logger, registry: metrics.registry });
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger, fanOut });
-  const app = createApp({ placement, metrics, logger });
+  const fleet = createFleet({
+    placement,
+    client: nodeClient,
+    drain: config.reconcile.drain,
+    registry: metrics.registry,
+    ...(options.fleetCacheMs === undefined ? {} : { cacheMs: options.fleetCacheMs }),
+  });
+  const fleetRouter = createFleetRouter({
+    fleet,
+    staleAfterMs: config.ui.staleAfterMs,
+    ui: config.ui.enabled,
+    health: options.nodeHealth ?? describeHealth(health, config.health.intervalMs > 0),
+    ...(options.fleetClock === undefined ? {} : { now: options.fleetClock }),
+  });
+  const app = createApp({ placement, metrics, logger, routers: [fleetRouter] });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
   const fastLane =
     proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, fanOut, ...timeouts });
@@ -114,6 +153,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     reconciler,
     tombstones,
     fanOut,
+    fleet,
     async listen() {
       health.start();
       discovery.start();

@@ -2,7 +2,7 @@
  * The Express app: health, readiness, the director's own metrics, ring inspection and every error answer that is
  * not a push's. It never listens; lib/http/server.ts composes it with the push handler.
  */
-import express, { type ErrorRequestHandler, type Express } from 'express';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 
@@ -12,8 +12,8 @@ import type { DirectorMetrics } from '../metrics';
 import type { Placement } from '../placement';
 import { sendText } from './text';
 
-/** AppDeps are what the app reads; it changes none of them. */
-export type AppDeps = Readonly<{ placement: Placement; metrics: DirectorMetrics; logger: Logger }>;
+/** AppDeps are what the app reads; it changes none of them. `routers` are mounted after the built-in routes. */
+export type AppDeps = Readonly<{ placement: Placement; metrics: DirectorMetrics; logger: Logger; routers?: readonly RequestHandler[] }>;
 
 /** describeRing renders the ring for /api/v1/ring and the `ring` command. */
 export function describeRing(placement: Placement): Record<string, unknown> {
@@ -94,6 +94,8 @@ export function createApp(deps: AppDeps): Express {
     }
     res.json({ status: 'success', data: result.body });
   });
+
+  for (const router of deps.routers ?? []) app.use(router);
 
   app.use((_req, res) => sendText(res, 404, '404 page not found'));
   const onError: ErrorRequestHandler = (error: { status?: number; statusCode?: number; expose?: boolean; message?: string }, req, res, _next) => {

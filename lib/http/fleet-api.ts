@@ -1,0 +1,231 @@
+/**
+ * Readers' routes over the fleet view: `GET /api/v1/metrics` in the Pushgateway's own shape (the newest copy of every
+ * group of the fleet, listed once), `GET /api/v1/fleet/groups` (every copy, where it sits, filters and pages) and the
+ * fleet page at `/` and `/groups`. All read-only. Large answers are serialised in slices that yield to the event loop,
+ * once per view, so many readers of a large fleet cost one serialisation and never hold pushes.
+ */
+import type { ServerResponse } from 'node:http';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+
+import { type Request, type Response, Router } from 'express';
+
+import { type FleetCopy, type FleetQuery, type FleetView, type NodeRole, filterCopies, isStale, newestCopies, parseFleetQuery } from '../core/fleet';
+import type { Group } from '../core/group';
+import type { Node } from '../core/node';
+import type { Fleet } from '../fleet';
+import { FLEET_PAGE_CSP, type NodeLine, renderFleetPage } from './fleet-page';
+import { sendText } from './text';
+
+/** NodeHealth tells how a node is doing, as the page shows it; health checks plug in here. */
+export type NodeHealth = (node: Node, role: NodeRole) => string;
+
+/** defaultHealth knows only what placement knows: a member is `in ring`, a node off it is `draining`. */
+export const defaultHealth: NodeHealth = (_node, role) => (role === 'member' ? 'in ring' : 'draining');
+
+/** FleetRoutesOptions configures createFleetRouter. */
+export type FleetRoutesOptions = Readonly<{
+  fleet: Fleet;
+  /** A group whose last push is older than this is marked stale. */
+  staleAfterMs: number;
+  /** Serve the page at `/` and `/groups`. */
+  ui: boolean;
+  /** @default defaultHealth */
+  health?: NodeHealth;
+  /** The clock, in milliseconds. @default Date.now */
+  now?: () => number;
+}>;
+
+/** Rows per page of the fleet page, and copies per answer of /api/v1/fleet/groups when no limit is given. */
+const PAGE_ROWS = 100;
+const API_LIMIT = 1000;
+/** Serialise for at most this long before yielding to the event loop. */
+const SLICE_MS = 8;
+const CHUNK_CHARS = 256 * 1024;
+
+/** apiGroup renders a group as one element of the Pushgateway's `/api/v1/metrics` data array. */
+function apiGroup(group: Group): Record<string, unknown> {
+  return { labels: group.labels, last_push_successful: group.lastPushSuccessful, ...group.families };
+}
+
+type Derived = { newest: readonly FleetCopy[]; metricsBody?: Promise<readonly Buffer[]> };
+const derived = new WeakMap<FleetView, Derived>();
+
+function derive(view: FleetView): Derived {
+  let d = derived.get(view);
+  if (d === undefined) {
+    d = { newest: newestCopies(view.copies) };
+    derived.set(view, d);
+  }
+  return d;
+}
+
+/** serialiseMetrics renders the `/api/v1/metrics` answer in chunks, yielding to the event loop between slices. */
+async function serialiseMetrics(copies: readonly FleetCopy[]): Promise<readonly Buffer[]> {
+  const chunks: Buffer[] = [];
+  let text = '{"status":"success","data":[';
+  let sliceStart = performance.now();
+  for (let i = 0; i < copies.length; i++) {
+    text += (i === 0 ? '' : ',') + JSON.stringify(apiGroup((copies[i] as FleetCopy).group));
+    if (text.length >= CHUNK_CHARS) {
+      chunks.push(Buffer.from(text));
+      text = '';
+    }
+    if (performance.now() - sliceStart > SLICE_MS) {
+      await yieldToLoop();
+      sliceStart = performance.now();
+    }
+  }
+  chunks.push(Buffer.from(`${text}]}`));
+  return chunks;
+}
+
+/** writeChunks writes a body with back-pressure; stops when the client went away. */
+async function writeChunks(res: ServerResponse, chunks: readonly Buffer[]): Promise<void> {
+  for (const chunk of chunks) {
+    if (res.destroyed) return;
+    if (!res.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+  }
+  res.end();
+}
+
+function unlisted(view: FleetView): string[] {
+  return view.nodes.filter((line) => !line.reachable).map((line) => `${line.node.id} (${line.error ?? 'unreachable'})`);
+}
+
+function apiError(res: Response, status: number, errorType: string, error: string): void {
+  res.status(status).json({ status: 'error', errorType, error });
+}
+
+function badQuery(res: Response, query: Request['query'], defaultLimit: number): FleetQuery | undefined {
+  const parsed = parseFleetQuery(query, defaultLimit);
+  if (!parsed.ok) {
+    apiError(res, 400, 'bad_data', parsed.message);
+    return undefined;
+  }
+  return parsed.query;
+}
+
+function selectCopies(view: FleetView, query: FleetQuery, nowMs: number, staleAfterMs: number): FleetCopy[] {
+  return filterCopies(view.copies, {
+    ...(query.job === undefined ? {} : { job: query.job }),
+    labels: query.labels,
+    ...(query.node === undefined ? {} : { node: query.node }),
+    misplaced: query.misplaced,
+    ...(query.stale ? { stale: { nowMs, staleAfterMs } } : {}),
+  });
+}
+
+/** createFleetRouter returns the routes; mount it on the app before its 404. */
+export function createFleetRouter(options: FleetRoutesOptions): Router {
+  const { fleet, staleAfterMs } = options;
+  const health = options.health ?? defaultHealth;
+  const now = options.now ?? Date.now;
+  const router = Router();
+
+  router.get('/api/v1/metrics', async (_req, res) => {
+    const view = await fleet.read();
+    if (view.nodes.length === 0) return apiError(res, 503, 'unavailable', 'no pushgateway nodes available');
+    const failed = unlisted(view);
+    if (failed.length === view.nodes.length) {
+      return apiError(res, 503, 'unavailable', `no pushgateway could be listed: ${failed.join(', ')}`);
+    }
+    const d = derive(view);
+    d.metricsBody ??= serialiseMetrics(d.newest);
+    const chunks = await d.metricsBody;
+    res.status(200);
+    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Cache-Control', 'no-cache, no-store, must-revalidate');
+    res.setHeader('Content-Length', String(chunks.reduce((sum, chunk) => sum + chunk.length, 0)));
+    // The Pushgateway's shape has no place for a partial answer: say in a header which nodes are missing from it.
+    if (failed.length > 0) res.setHeader('X-Pgw-Director-Unlisted', view.nodes.filter((l) => !l.reachable).map((l) => l.node.id).join(', '));
+    await writeChunks(res, chunks);
+  });
+
+  router.get('/api/v1/fleet/groups', async (req, res) => {
+    const query = badQuery(res, req.query, API_LIMIT);
+    if (query === undefined) return;
+    const view = await fleet.read();
+    const nowMs = now();
+    const selected = selectCopies(view, query, nowMs, staleAfterMs);
+    const page = selected.slice(query.offset, query.offset + query.limit);
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({
+      status: 'success',
+      data: {
+        nodes: view.nodes.map((line) => ({
+          id: line.node.id,
+          url: line.node.url,
+          role: line.role,
+          health: health(line.node, line.role),
+          share: line.share,
+          reachable: line.reachable,
+          ...(line.error === undefined ? {} : { error: line.error }),
+          listed_at: new Date(line.listedAt).toISOString(),
+          groups: line.groups,
+          misplaced: line.misplaced,
+        })),
+        groups_total: derive(view).newest.length,
+        copies_total: view.copies.length,
+        stale_after_seconds: staleAfterMs / 1000,
+        total: selected.length,
+        offset: query.offset,
+        limit: query.limit,
+        copies: page.map((copy) => ({
+          labels: copy.group.labels,
+          job: copy.job,
+          node: copy.node.id,
+          owner: copy.owner?.id ?? null,
+          misplaced: copy.misplaced,
+          last_push_successful: copy.group.lastPushSuccessful,
+          push_time_seconds: copy.group.pushTime,
+          push_time: copy.group.pushTime > 0 ? new Date(copy.group.pushTime * 1000).toISOString() : null,
+          age_seconds: copy.group.pushTime > 0 ? Math.max(0, nowMs / 1000 - copy.group.pushTime) : null,
+          stale: isStale(copy.group, nowMs, staleAfterMs),
+        })),
+      },
+    });
+  });
+
+  if (!options.ui) return router;
+
+  const page = async (req: Request, res: Response): Promise<void> => {
+    const parsed = parseFleetQuery(req.query, PAGE_ROWS);
+    if (!parsed.ok) return sendText(res, 400, parsed.message);
+    const query = { ...parsed.query, limit: PAGE_ROWS, offset: parsed.query.offset - (parsed.query.offset % PAGE_ROWS) };
+    const view = await fleet.read();
+    const nowMs = now();
+    const selected = selectCopies(view, query, nowMs, staleAfterMs);
+    const nodes: NodeLine[] = view.nodes.map((line) => ({ ...line, health: health(line.node, line.role) }));
+    const html = renderFleetPage({
+      path: req.path,
+      nowMs,
+      staleAfterMs,
+      nodes,
+      groups: derive(view).newest.length,
+      copies: view.copies.length,
+      query,
+      total: selected.length,
+      rows: selected.slice(query.offset, query.offset + PAGE_ROWS),
+    });
+    res.status(200);
+    res.setHeader('Content-Type', 'text/html; charset=utf-8');
+    res.setHeader('Content-Security-Policy', FLEET_PAGE_CSP);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('Cache-Control', 'no-store');
+    res.end(html);
+  };
+  router.get('/', page);
+  router.get('/groups', page);
+  return router;
+}

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import type { Group } from '../../lib/core/group';
+import { type Node, parseNodeUrl } from '../../lib/core/node';
+import { createFleet } from '../../lib/fleet';
+import { Placement } from '../../lib/placement';
+
+const node = (url: string): Node => {
+  const result = parseNodeUrl(url);
+  assert.ok(result.ok);
+  return result.node;
+};
+const A = node('http://127.0.0.1:9091');
+const B = node('http://127.0.0.2:9091');
+const D = node('http://127.0.0.3:9091');
+
+/** A NodeClient double whose listings the spec settles by hand, counting every call. */
+function fakeClient() {
+  const calls: string[] = [];
+  const pending = new Map<string, { resolve: (groups: Group[]) => void; reject: (error: Error) => void }[]>();
+  return {
+    calls,
+    listGroups(target: Node): Promise<Group[]> {
+      calls.push(target.id);
+      return new Promise((resolve, reject) => pending.set(target.id, [...(pending.get(target.id) ?? []), { resolve, reject }]));
+    },
+    settle(id: string, outcome: Group[] | Error): void {
+      for (const p of pending.get(id) ?? []) {
+        if (outcome instanceof Error) p.reject(outcome);
+        else p.resolve(outcome);
+      }
+      pending.delete(id);
+    },
+  };
+}
+
+const group = (job: string): Group => ({ labels: { job }, lastPushSuccessful: true, pushTime: 1, families: {} });
+
+function setup(drain: Node[] = []) {
+  const placement = new Placement({ vnodes: 50, hashKey: 'grouping-key' });
+  placement.update([A, B]);
+  const client = fakeClient();
+  let now = 1_000_000;
+  const fleet = createFleet({ placement, client, drain, cacheMs: 5000, now: () => now });
+  return { placement, client, fleet, advance: (ms: number) => (now += ms) };
+}
+
+describe('createFleet', () => {
+  it('shares one listing per node between readers that arrive while it runs', async () => {
+    const { client, fleet } = setup();
+    const reads = Array.from({ length: 20 }, () => fleet.read());
+    assert.deepEqual(client.calls.sort(), [A.id, B.id]);
+    client.settle(A.id, [group('x')]);
+    client.settle(B.id, [group('y'), group('z')]);
+    const views = await Promise.all(reads);
+    assert.ok(views.every((view) => view === views[0]));
+    assert.deepEqual(views[0]?.nodes.map((line) => [line.node.id, line.groups]), [[A.id, 1], [B.id, 2]]);
+  });
+
+  it('reuses a listing for the cache period from its start, then lists again', async () => {
+    const { client, fleet, advance } = setup();
+    const first = fleet.read();
+    client.settle(A.id, []);
+    client.settle(B.id, []);
+    const view = await first;
+    advance(4999);
+    assert.equal(await fleet.read(), view, 'the same view within the cache period');
+    assert.equal(client.calls.length, 2);
+    advance(1);
+    const next = fleet.read();
+    assert.equal(client.calls.length, 4);
+    client.settle(A.id, [group('x')]);
+    client.settle(B.id, []);
+    assert.equal((await next).copies.length, 1);
+  });
+
+  it('shows a node that cannot be listed as such, keeps the others, and does not list it again before the period ends', async () => {
+    const { client, fleet, advance } = setup();
+    const read = fleet.read();
+    client.settle(A.id, Object.assign(new Error('fetch failed'), { cause: { code: 'ECONNREFUSED' } }));
+    client.settle(B.id, [group('y')]);
+    const view = await read;
+    assert.deepEqual(view.nodes.map((l) => [l.node.id, l.reachable, l.error]), [
+      [A.id, false, 'unreachable: ECONNREFUSED'],
+      [B.id, true, undefined],
+    ]);
+    assert.deepEqual(view.copies.map((c) => c.job), ['y']);
+    advance(1000);
+    await fleet.read();
+    assert.equal(client.calls.length, 2);
+  });
+
+  it('reads draining nodes after the ring members, and drops nodes that left', async () => {
+    const { client, fleet, placement, advance } = setup([D]);
+    const read = fleet.read();
+    for (const id of [A.id, B.id, D.id]) client.settle(id, []);
+    assert.deepEqual((await read).nodes.map((l) => [l.node.id, l.role]), [[A.id, 'member'], [B.id, 'member'], [D.id, 'draining']]);
+    placement.update([A]);
+    advance(1);
+    const after = await fleet.read();
+    assert.deepEqual(after.nodes.map((l) => l.node.id), [A.id, D.id]);
+    assert.equal(client.calls.length, 3, 'a ring change alone lists nothing again');
+  });
+
+  it('places copies against the current ring', async () => {
+    const { client, fleet, placement } = setup();
+    const read = fleet.read();
+    client.settle(A.id, Array.from({ length: 50 }, (_, i) => group(`job-${i}`)));
+    client.settle(B.id, []);
+    const view = await read;
+    const misplaced = view.copies.filter((c) => c.misplaced);
+    assert.ok(misplaced.length > 0 && misplaced.length < 50, String(misplaced.length));
+    assert.ok(misplaced.every((c) => c.owner?.id === B.id));
+    placement.update([A]);
+    assert.equal((await fleet.read()).copies.filter((c) => c.misplaced).length, 0);
+  });
+});
