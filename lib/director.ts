@@ -16,7 +16,7 @@ import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
 import { SERVER_TIMEOUTS, type ServerTimeouts, createServer } from './http/server';
 import { type DirectorMetrics, createMetrics } from './metrics';
-import { createNodeClient } from './nodes/client';
+import { type NodeClient, createNodeClient } from './nodes/client';
 import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
 
@@ -28,7 +28,10 @@ export type Director = Readonly<{
   server: Server;
   discovery: Discovery;
   reconciler: Reconciler;
-  /** listen starts discovery and the listener; resolves with the bound address. */
+  /**
+   * listen binds the listener, then starts discovery and reconciliation; resolves with the bound address. A listen
+   * error rejects before anything else has started, so nothing keeps the process alive after it.
+   */
   listen(): Promise<AddressInfo>;
   /** close stops accepting, lets in-flight requests finish, and stops discovery. */
   close(): Promise<void>;
@@ -37,13 +40,23 @@ export type Director = Readonly<{
 /** DirectorOptions are knobs for tests and tools, not for users. */
 export type DirectorOptions = Readonly<{ consulTuning?: WatchTuning; serverTimeouts?: ServerTimeouts }>;
 
-/** createDirector builds a director without starting it. */
-export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
-  const placement = new Placement({
+/** createPlacement builds the empty placement a configuration asks for; discovery fills it. */
+export function createPlacement(config: Config): Placement {
+  return new Placement({
     vnodes: config.vnodes,
     hashKey: config.hashKey,
     ...(config.consul === undefined ? {} : { pendingReason: 'waiting for consul' }),
   });
+}
+
+/** createNodeClientFor builds the client of the director's own requests to nodes, with the node credentials. */
+export function createNodeClientFor(config: Config): NodeClient {
+  return createNodeClient({ timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization });
+}
+
+/** createDirector builds a director without starting it. */
+export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
+  const placement = createPlacement(config);
   placement.on('change', (change: RingChange) => {
     logger.info(
       {
@@ -66,22 +79,35 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const fastLane =
     proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs });
+  const nodeClient = createNodeClientFor(config);
   const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);
 
-  // Periodic passes, one at a time, only once the ring has members.
+  // Passes run one at a time, only while the ring has members: the first as soon as the first membership is known
+  // (stale copies left by the last run should not wait a whole interval), then one every interval.
   let reconcileTimer: NodeJS.Timeout | undefined;
   let reconciling: Promise<unknown> = Promise.resolve();
   let closed = false;
+  const runPass = (): void => {
+    if (closed) return;
+    if (placement.pendingReason === undefined && placement.ring.points > 0) {
+      reconciling = reconciler.pass().catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'));
+    }
+    void reconciling.then(scheduleReconcile);
+  };
   const scheduleReconcile = (): void => {
     if (config.reconcile.intervalMs <= 0 || closed) return;
-    reconcileTimer = setTimeout(() => {
-      if (placement.pendingReason === undefined && placement.ring.points > 0) {
-        reconciling = reconciler.pass().catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'));
-      }
-      void reconciling.then(scheduleReconcile);
-    }, config.reconcile.intervalMs);
+    clearTimeout(reconcileTimer);
+    reconcileTimer = setTimeout(runPass, config.reconcile.intervalMs);
     reconcileTimer.unref();
+  };
+  const startReconcile = (): void => {
+    if (config.reconcile.intervalMs <= 0) return;
+    if (placement.pendingReason === undefined) {
+      runPass();
+      return;
+    }
+    // The first membership arrives as a change; until then a pass would find nothing to do.
+    placement.once('change', runPass);
   };
 
   return Object.freeze({
@@ -92,14 +118,14 @@ export function createDirector(config: Config, logger: Logger, options: Director
     discovery,
     reconciler,
     async listen() {
-      discovery.start();
-      scheduleReconcile();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         const { host, port } = config.listen;
         if (host === undefined) server.listen(port, resolve);
         else server.listen(port, host, resolve);
       });
+      discovery.start();
+      startReconcile();
       return server.address() as AddressInfo;
     },
     async close() {

@@ -28,8 +28,10 @@ export type ReconcileOptions = Readonly<{
   ttlMs: number | undefined;
 }>;
 
-/** PassReport counts what one pass saw and did. */
+/** PassReport counts what one pass saw and did; in a dry run, what it would have done. */
 export type PassReport = {
+  /** True when the pass changed nothing and its counts are what it would have done. */
+  dryRun: boolean;
   nodes: number;
   skipped: string[];
   groups: number;
@@ -78,6 +80,8 @@ export function createReconciler(
   client: NodeClient,
 ): Reconciler {
   const log = logger.child({ component: 'reconcile', ...(options.dryRun ? { dry_run: true } : {}) });
+  // A dry run's log says what would happen: an operator reading it must not think groups moved.
+  const act = (doing: string, wouldDo: string): string => (options.dryRun ? wouldDo : doing);
   const list = (node: Node): Promise<Group[]> => client.listGroups(node);
   const remove = (node: Node, group: Group): Promise<void> => client.deleteGroup(node, group.labels);
 
@@ -92,7 +96,7 @@ export function createReconciler(
   const pass = async (): Promise<PassReport> => {
     const started = Date.now();
     const ring = placement.ring;
-    const report: PassReport = { nodes: 0, skipped: [], groups: 0, misplaced: 0, deleted: 0, migrated: 0, expired: 0, kept: 0, errors: 0, drainedEmpty: [], durationMs: 0 };
+    const report: PassReport = { dryRun: options.dryRun, nodes: 0, skipped: [], groups: 0, misplaced: 0, deleted: 0, migrated: 0, expired: 0, kept: 0, errors: 0, drainedEmpty: [], durationMs: 0 };
     const draining = new Set(options.drain.map((node) => node.id));
     for (const node of ring.nodes) {
       if (draining.has(node.id)) log.warn({ node: node.id }, 'a node to drain is still on the ring: take it out of discovery first');
@@ -128,7 +132,7 @@ export function createReconciler(
         const context = { node: node.id, group: group.labels };
         try {
           if (options.ttlMs !== undefined && group.pushTime > 0 && now - group.pushTime > options.ttlMs / 1000) {
-            log.info({ ...context, age_s: Math.round(now - group.pushTime) }, 'group expired: deleting');
+            log.info({ ...context, age_s: Math.round(now - group.pushTime) }, act('group expired: deleting', 'group expired: would delete'));
             if (!options.dryRun) await remove(node, group);
             report.expired++;
             metrics.expired.inc();
@@ -152,7 +156,7 @@ export function createReconciler(
           }
           const ownerCopy = ownerGroups.get(identity(group.labels));
           if (ownerCopy !== undefined && ownerCopy.pushTime > group.pushTime) {
-            log.info({ ...context, owner: owner.id }, 'misplaced copy: the owner holds a newer one, deleting');
+            log.info({ ...context, owner: owner.id }, act('misplaced copy: the owner holds a newer one, deleting', 'misplaced copy: the owner holds a newer one, would delete'));
             if (!options.dryRun) await remove(node, group);
             report.deleted++;
             metrics.deleted.inc();
@@ -164,7 +168,10 @@ export function createReconciler(
             left++;
             continue;
           }
-          log.info({ ...context, owner: owner.id }, leaving ? 'draining: moving the group to its owner' : 'migrating the group to its owner');
+          log.info({ ...context, owner: owner.id }, leaving
+              ? act('draining: moving the group to its owner', 'draining: would move the group to its owner')
+              : act('migrating the group to its owner', 'would migrate the group to its owner'),
+          );
           if (!options.dryRun) {
             await copy(owner, group);
             await remove(node, group);
@@ -191,7 +198,7 @@ export function createReconciler(
     report.durationMs = Date.now() - started;
     metrics.passes.inc();
     metrics.duration.set(report.durationMs / 1000);
-    log.info({ ...report }, 'reconciliation pass done');
+    log.info({ ...report }, act('reconciliation pass done', 'reconciliation dry run done: nothing changed'));
     return report;
   };
 

@@ -181,11 +181,11 @@ export function createConsulDiscovery(
         const { nodes, skipped } = nodesFromEntries(answer.entries, config.nodeScheme, config.nodePathPrefix);
         for (const reason of skipped) log.warn({ reason }, 'ignoring a consul entry');
         if (failures > 0) log.info({ failures }, 'consul answers again');
+        metrics.discovery.up.set(1);
+        metrics.discovery.lastSuccess.set(Date.now() / 1000);
         failures = 0;
         lastMessage = '';
         placement.update(nodes);
-        metrics.discovery.up.set(1);
-        metrics.discovery.lastSuccess.set(Date.now() / 1000);
       } catch (error) {
         if (!running) break;
         failures++;
@@ -194,9 +194,13 @@ export function createConsulDiscovery(
         const message = describe(error);
         // Log the first failure, a changed one, and then at 2, 4, 8, ... failures: not one line per retry.
         if (message !== lastMessage || (failures & (failures - 1)) === 0) {
-          log.error({ failures }, `${message}; keeping the last good ring and retrying`);
+          const keeping = placement.pendingReason === undefined ? 'keeping the last good ring' : 'no ring yet';
+          log.error({ failures }, `${message}; ${keeping}, retrying`);
           lastMessage = message;
         }
+        // The next query must not block: a blocking query on the old index would return only after a whole wait
+        // if nothing changed meanwhile, and discovery_up would say "down" all that time after Consul came back.
+        index = 0n;
         const ceiling = Math.min(backoffMaxMs, backoffBaseMs * 2 ** Math.min(failures - 1, 20));
         await sleep(ceiling / 2 + Math.random() * (ceiling / 2));
       }
@@ -220,6 +224,9 @@ export function createConsulDiscovery(
         timeout: '2s',
         // Consul's minimum: a Pushgateway critical for a minute is reaped; re-registration brings it back.
         deregistercriticalserviceafter: '1m',
+        // A Pushgateway behind basic auth answers an anonymous check 401 and would never join the ring. Consul
+        // keeps a check's headers in its catalog: whoever may read the agent's checks may read these credentials.
+        ...(config.nodeAuthorization === undefined ? {} : { header: { Authorization: [config.nodeAuthorization] } }),
       },
     };
     if (config.tag !== undefined) options['tags'] = [config.tag];

@@ -27,7 +27,7 @@ export type ServiceEntry = {
   node: string;
   nodeAddress: string;
   status: Status;
-  check?: { http: string; intervalMs: number; timeoutMs: number; timer?: NodeJS.Timeout };
+  check?: { http: string; intervalMs: number; timeoutMs: number; headers: Record<string, string[]>; timer?: NodeJS.Timeout };
 };
 
 /** Fault is how the double misbehaves, if at all. */
@@ -276,7 +276,15 @@ export class ConsulDouble {
       const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
       const intervalMs = parseDurationMs(text(check['interval']), 10_000);
       const timeoutMs = parseDurationMs(text(check['timeout']), 10_000);
-      entry.check = { http: check['http'], intervalMs, timeoutMs };
+      // agent/check.mdx: Header is a map of header names to lists of values, sent with every HTTP check.
+      const header = check['header'];
+      const headers: Record<string, string[]> = {};
+      if (header !== null && typeof header === 'object' && !Array.isArray(header)) {
+        for (const [name, values] of Object.entries(header as Record<string, unknown>)) {
+          if (Array.isArray(values) && values.every((v) => typeof v === 'string')) headers[name] = values as string[];
+        }
+      }
+      entry.check = { http: check['http'], intervalMs, timeoutMs, headers };
     }
     const previous = this.services.get(id);
     if (previous?.check?.timer) clearInterval(previous.check.timer);
@@ -295,7 +303,7 @@ export class ConsulDouble {
   private probe(entry: ServiceEntry): void {
     const check = entry.check;
     if (!check) return;
-    const req = http.get(check.http, { timeout: check.timeoutMs }, (answer) => {
+    const req = http.get(check.http, { timeout: check.timeoutMs, headers: check.headers }, (answer) => {
       answer.resume();
       const code = answer.statusCode ?? 0;
       this.setStatus(entry.id, code >= 200 && code < 300 ? 'passing' : code === 429 ? 'warning' : 'critical');

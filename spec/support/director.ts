@@ -24,13 +24,16 @@ export class LogSink extends Writable {
 /** TestDirector is a director built from flags, with the log it writes. */
 export type TestDirector = Director & { log: LogSink };
 
-/** directorFromFlags builds (but does not start) a director from command-line flags. */
+/**
+ * directorFromFlags builds (but does not start) a director from command-line flags. Periodic reconciliation is off
+ * unless the flags turn it on: a pass lists every node, and specs count the requests their nodes receive.
+ */
 export function directorFromFlags(
   flags: readonly string[],
   env: Record<string, string> = {},
   options: DirectorOptions = {},
 ): TestDirector {
-  const config = parseConfig(parseFlags(['--web.listen-address=127.0.0.1:0', '--log.level=debug', ...flags]).values, env);
+  const config = parseConfig(parseFlags(['--web.listen-address=127.0.0.1:0', '--log.level=debug', '--reconcile.interval=0', ...flags]).values, env);
   const log = new LogSink();
   const director = createDirector(config, createLogger(config.logLevel, log), options);
   return { ...director, log };
