@@ -79,7 +79,16 @@ export type DirectorMetrics = Readonly<{
   registry: Registry;
   countPush(method: string, outcome: PushOutcome, node: string): void;
   observeUpstream(node: string, seconds: number): void;
-  discovery: Readonly<{ up: Gauge; errors: Counter; lastSuccess: Gauge }>;
+  discovery: Readonly<{
+    up: Gauge;
+    errors: Counter;
+    lastSuccess: Gauge;
+    /**
+     * setStatic says the members come from the configuration: they are never out of date, so the last-success
+     * timestamp reads the time of each scrape (a value set once would look stale and fire PgwDirectorDiscoveryStale).
+     */
+    setStatic(): void;
+  }>;
 }>;
 
 /** createMetrics creates the collectors and follows the placement's ring changes. */
@@ -113,14 +122,22 @@ export function createMetrics(placement: Placement): DirectorMetrics {
     help: 'When the ring membership last changed, in Unix seconds.',
     registers: [registry],
   });
+  let staticMembers = false;
   const discovery = {
     up: new Gauge({ name: 'pgw_director_discovery_up', help: '1 when the last discovery sync succeeded.', registers: [registry] }),
     errors: new Counter({ name: 'pgw_director_discovery_errors_total', help: 'Failed discovery syncs.', registers: [registry] }),
     lastSuccess: new Gauge({
       name: 'pgw_director_discovery_last_success_timestamp_seconds',
-      help: 'When discovery last succeeded, in Unix seconds.',
+      help: 'When discovery last succeeded, in Unix seconds (the scrape time for static nodes, which are always current).',
       registers: [registry],
+      collect() {
+        if (staticMembers) this.set(Date.now() / 1000);
+      },
     }),
+    setStatic() {
+      staticMembers = true;
+      discovery.up.set(1);
+    },
   };
   new Gauge({
     name: 'pgw_director_build_info',
