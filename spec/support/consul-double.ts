@@ -11,6 +11,7 @@
  * (500), `object` (valid JSON that is not the documented array), `instant` (blocking queries answer at once, index
  * unchanged), and `resetIndex` (the index goes backwards).
  */
+import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -49,8 +50,10 @@ function lowerKeys(value: unknown): Record<string, unknown> {
   return out;
 }
 
-/** ConsulDouble is a running double; change its state and watch the director follow. */
-export class ConsulDouble {
+/**
+ * ConsulDouble is a running double; change its state and watch the director follow. It emits `check` (service id, HTTP status or 0 for no answer) each time it has run an HTTP check.
+ */
+export class ConsulDouble extends EventEmitter {
   index = 1;
   fault: Fault = 'none';
   slowMs = 2000;
@@ -64,6 +67,7 @@ export class ConsulDouble {
   port = 0;
 
   constructor() {
+    super();
     this.server = this.createServer();
   }
 
@@ -281,7 +285,7 @@ export class ConsulDouble {
       const headers: Record<string, string[]> = {};
       if (header !== null && typeof header === 'object' && !Array.isArray(header)) {
         for (const [name, values] of Object.entries(header as Record<string, unknown>)) {
-          if (Array.isArray(values) && values.every((v) => typeof v === 'string')) headers[name] = values as string[];
+          if (Array.isArray(values) && values.every((v) => typeof v === 'string')) headers[name] = values;
         }
       }
       entry.check = { http: check['http'], intervalMs, timeoutMs, headers };
@@ -307,9 +311,13 @@ export class ConsulDouble {
       answer.resume();
       const code = answer.statusCode ?? 0;
       this.setStatus(entry.id, code >= 200 && code < 300 ? 'passing' : code === 429 ? 'warning' : 'critical');
+      this.emit('check', entry.id, code);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => this.setStatus(entry.id, 'critical'));
+    req.on('error', () => {
+      this.setStatus(entry.id, 'critical');
+      this.emit('check', entry.id, 0);
+    });
   }
 }
 
