@@ -33,6 +33,12 @@ export function createApp(deps: AppDeps): Express {
         if (res.statusCode >= 400) return 'info';
         return 'debug';
       },
+      // A 5xx the app answered on purpose (an empty ring's 503) is no exception: pino-http would invent an Error
+      // with a stack for it. Keep real errors, which the error handler below also logs.
+      customErrorObject: (_req, res, error, value: Record<string, unknown>) => {
+        if (error.message !== `failed with status code ${res.statusCode}`) return value;
+        return Object.fromEntries(Object.entries(value).filter(([key]) => key !== 'err'));
+      },
       // A request is logged by what identifies it, not by every header a client (or a scanner) chose to send.
       serializers: {
         req: (req: { id?: unknown; method?: string; url?: string; remoteAddress?: string }) => ({
