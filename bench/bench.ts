@@ -219,6 +219,7 @@ async function redirectThroughput(): Promise<void> {
   const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
+    '--reconcile.interval=0',
     ...nodes(10).flatMap((node) => ['--node', node.url]),
   ]);
   try {
@@ -313,6 +314,7 @@ async function proxyThroughput(): Promise<void> {
   const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
+    '--reconcile.interval=0',
     '--mode=proxy',
     ...sinkPorts.flatMap((port) => ['--node', `http://127.0.0.1:${port}`]),
   ]);
@@ -373,6 +375,7 @@ async function proxyMemory(): Promise<void> {
   const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
+    '--reconcile.interval=0',
     '--mode=proxy',
     '--node',
     `http://127.0.0.1:${sinkPort}`,

@@ -77,7 +77,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const app = createApp({ placement, metrics, logger });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
   const fastLane =
-    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, ...timeouts });
+    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, metrics, logger, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
   const nodeClient = createNodeClientFor(config);
   const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient);

@@ -79,6 +79,8 @@ export type DirectorMetrics = Readonly<{
   registry: Registry;
   countPush(method: string, outcome: PushOutcome, node: string): void;
   observeUpstream(node: string, seconds: number): void;
+  /** countFastLane counts a push the proxy's fast lane took (pgw_director_fast_lane_pushes_total). */
+  countFastLane(): void;
   discovery: Readonly<{
     up: Gauge;
     errors: Counter;
@@ -107,6 +109,16 @@ export function createMetrics(placement: Placement): DirectorMetrics {
     collect() {
       this.reset();
       for (const { labels, value } of pushCounts.values()) this.inc(labels, value);
+    },
+  });
+  let fastLanePushes = 0;
+  new Counter({
+    name: 'pgw_director_fast_lane_pushes_total',
+    help: 'Pushes the proxy\'s fast lane took; every other proxied push went through Node\'s HTTP server.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(fastLanePushes);
     },
   });
   const upstream = new PlainHistogram(
@@ -165,6 +177,9 @@ export function createMetrics(placement: Placement): DirectorMetrics {
     },
     observeUpstream(node: string, seconds: number) {
       upstream.observeNode(node, seconds);
+    },
+    countFastLane() {
+      fastLanePushes++;
     },
     discovery,
   });

@@ -15,7 +15,7 @@ const BIN = join(__dirname, '..', '..', 'bin', 'pgw-director.js');
 const NODES = Array.from({ length: 7 }, (_, i) => `http://10.0.${i}.1:9091`);
 
 async function startBin(port: number, nodes: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn', ...nodes.flatMap((n) => ['--node', n])], {
+  const child = spawn(process.execPath, [BIN, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn', '--reconcile.interval=0', ...nodes.flatMap((n) => ['--node', n])], {
     stdio: 'ignore',
   });
   for (let i = 0; i < 100; i++) {

@@ -47,7 +47,7 @@ describe('proxying to an https Pushgateway', () => {
 
   const startDirector = async (env: NodeJS.ProcessEnv): Promise<string> => {
     const port = await freePort();
-    const child = spawn(process.execPath, [BIN, `--web.listen-address=127.0.0.1:${port}`, '--mode=proxy', '--node', nodeUrl, '--log.level=error'], {
+    const child = spawn(process.execPath, [BIN, `--web.listen-address=127.0.0.1:${port}`, '--mode=proxy', '--node', nodeUrl, '--log.level=error', '--reconcile.interval=0'], {
       env: { ...process.env, ...env },
       stdio: 'ignore',
     });
