@@ -50,8 +50,9 @@ async function runCommand(command: Command, args: readonly string[], config: Con
   const logger = createLogger(level, pino.destination({ dest: 2, sync: true }));
   for (const notice of config.notices) logger.info(notice);
   const placement = await loadRing(config, logger);
-  if (placement.pendingReason !== undefined) {
-    console.error(`pgw-director: no ring members (${placement.pendingReason})`);
+  if (placement.ring.points === 0) {
+    // Still waiting for Consul, or it lists no healthy Pushgateway: nothing to print or reconcile.
+    console.error(`pgw-director: ${placement.unavailableMessage()}`);
     return 1;
   }
   if (command === 'reconcile') {

@@ -289,7 +289,12 @@ function readYamlFile(path: string): { values: RawOptions; notices: string[] } {
         walk(child, keys);
         continue;
       }
-      if (key.includes('.')) {
+      if (prefix.length === 2 && prefix[0] === 'node_auth' && (key === 'password' || key === 'credentials')) {
+        throw new ConfigError(
+          `config file ${JSON.stringify(path)}: ${keys.join('.')}: put it in a file and name the file with ${key}_file, so it stays out of the configuration`,
+        );
+      }
+            if (key.includes('.')) {
         const nested = [...prefix, ...key.split('.')];
         if (known.has(nested.join(SEP))) {
           throw new ConfigError(

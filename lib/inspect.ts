@@ -65,7 +65,11 @@ export function describeLookup(placement: Placement, input: string): LookupResul
   const rawPath = pushPathOf(input);
   // Node hands request targets over one byte per code unit; a path typed by a person is text: make it bytes.
   const parsed = parseGroupingKey(Buffer.from(rawPath, 'utf8').toString('latin1'));
-  if (!parsed.ok) return { ok: false, status: 400, message: parsed.message };
+  if (!parsed.ok) {
+    // The push handler's 404 is for a request; an operator asking about a path wants to know why it is none.
+    const message = parsed.status === 404 ? `not a push path: ${JSON.stringify(rawPath)} (push paths start with /metrics/job/)` : parsed.message;
+    return { ok: false, status: 400, message };
+  }
   const hash = placement.hash(parsed.key, parsed.path);
   const node = placement.ring.lookup(hash);
   return {

@@ -130,6 +130,13 @@ describe('pgw-director with Consul', () => {
     await consul.stop();
   });
 
+  it('says the ring is empty when Consul lists no healthy Pushgateway, exit 1', async () => {
+    const result = await cli(['ring', `--consul.address=${consul.address}`, '--consul.service=nothing-here']);
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr, 'pgw-director: no pushgateway nodes available\n');
+  });
+
   it('refuses to drain a node Consul still lists, exit 2', async () => {
     consul.add({ id: 'a', port: 9101 });
     const result = await cli(['reconcile', `--consul.address=${consul.address}`, '--reconcile.drain=http://127.0.0.1:9101']);
@@ -164,6 +171,6 @@ describe('pgw-director with Consul', () => {
     assert.equal(result.stdout, '');
     assert.match(result.stderr, /consul unreachable: ECONNREFUSED; no ring yet, retrying/);
     assert.doesNotMatch(result.stderr, /last good ring/);
-    assert.match(result.stderr, /pgw-director: no ring members \(waiting for consul\)\n$/);
+    assert.match(result.stderr, /pgw-director: no pushgateway nodes available \(waiting for consul\)\n$/);
   });
 });

@@ -137,6 +137,11 @@ describe('node credentials', () => {
     assert.equal(c.consul?.nodeAuthorization, c.nodeAuthorization);
   });
 
+  it('refuses an inline password or token in the YAML file, pointing at the _file key', () => {
+    const file = yamlFile('node_auth:\n  basic_auth:\n    username: u\n    password: hunter2\n');
+    assert.throws(() => config([`--config.file=${file}`]), /node_auth.basic_auth.password: put it in a file and name the file with password_file/);
+  });
+
   it('sends nothing by default', () => {
     assert.equal(config([]).nodeAuthorization, undefined);
   });

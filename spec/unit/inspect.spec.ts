@@ -32,6 +32,14 @@ describe('describeLookup', () => {
     assert.deepEqual(byUrl.view.labels, { job: 'a', x: '1' });
   });
 
+  it('says a path outside /metrics/job/ is not a push path', () => {
+    assert.deepEqual(describeLookup(placement, 'metrics/job/a'), {
+      ok: false,
+      status: 400,
+      message: 'not a push path: "metrics/job/a" (push paths start with /metrics/job/)',
+    });
+  });
+
   it('answers a path the Pushgateway would refuse with its 400 message', () => {
     assert.deepEqual(describeLookup(placement, 'http://d/metrics/job/a/x'), {
       ok: false,
