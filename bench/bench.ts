@@ -221,6 +221,7 @@ async function redirectThroughput(): Promise<void> {
     `--web.listen-address=127.0.0.1:${directorPort}`,
     // These nodes are never contacted (the bench only reads the 307s): no health checks, which would.
     '--node.health-interval=0',
+    '--reconcile.interval=0',
     ...nodes(10).flatMap((node) => ['--node', node.url]),
   ]);
   try {
@@ -315,6 +316,7 @@ async function proxyThroughput(): Promise<void> {
   const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
+    '--reconcile.interval=0',
     '--mode=proxy',
     ...sinkPorts.flatMap((port) => ['--node', `http://127.0.0.1:${port}`]),
   ]);
@@ -375,6 +377,7 @@ async function proxyMemory(): Promise<void> {
   const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${directorPort}`,
+    '--reconcile.interval=0',
     '--mode=proxy',
     '--node',
     `http://127.0.0.1:${sinkPort}`,

@@ -148,6 +148,7 @@ async function soak(mode: 'redirect' | 'proxy', sinkPorts: number[]): Promise<bo
   const director = startChild(process.execPath, [
     join(ROOT, 'dist', 'bin', 'pgw-director.js'),
     `--web.listen-address=127.0.0.1:${port}`,
+    '--reconcile.interval=0',
     `--mode=${mode}`,
     ...sinkPorts.flatMap((p) => ['--node', `http://127.0.0.1:${p}`]),
   ]);

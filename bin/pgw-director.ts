@@ -1,92 +1,95 @@
 #!/usr/bin/env node
 /**
- * pgw-director's command line: the server (default), `lookup PATH...` and `ring`. The only place that reads
- * process.argv and process.env, listens, and handles signals.
+ * pgw-director's command line: the server (default), and the one-shot commands `lookup PATH...`, `ring` and
+ * `reconcile`. The only place that reads process.argv and process.env, listens, and handles signals. One-shot
+ * commands print their report on stdout and log on stderr, so `pgw-director reconcile | jq` reads the report alone.
  */
-import { ConfigError, type Config, helpText, parseConfig, parseFlags } from '../lib/config';
-import { type Director, createDirector } from '../lib/director';
-import { describeLookup, describeRing } from '../lib/http/app';
+import { once } from 'node:events';
+
+import pino, { type Logger } from 'pino';
+
+import { type Command, ConfigError, type Config, helpText, parseCommand, parseConfig, parseFlags } from '../lib/config';
+import { createDirector, createNodeClientFor, createPlacement } from '../lib/director';
+import { createDiscovery } from '../lib/discovery';
+import { describeLookup, describeRing } from '../lib/inspect';
 import { createLogger } from '../lib/logger';
+import { createMetrics } from '../lib/metrics';
+import type { Placement } from '../lib/placement';
+import { createReconcileMetrics, createReconciler } from '../lib/reconcile';
 import { VERSION } from '../lib/version';
 
 const EXIT_USAGE = 2;
+/** How long a one-shot command waits for the first membership (Consul's first answer). */
+const RING_WAIT_MS = 10_000;
 
-async function waitForMembers(director: Director, timeoutMs: number): Promise<void> {
-  director.discovery.start();
-  const deadline = Date.now() + timeoutMs;
-  while (director.placement.pendingReason !== undefined && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  await director.discovery.stop();
+/** usageError prints a start-up misconfiguration the way every usage error is printed, and returns exit status 2. */
+function usageError(message: string): number {
+  console.error(`pgw-director: ${message}`);
+  console.error('Run "pgw-director --help" for the flags.');
+  return EXIT_USAGE;
 }
 
-async function runTool(command: string, paths: readonly string[], config: Config): Promise<number> {
-  // `reconcile` logs what it does at the configured level; the other tools print results only.
-  const director = createDirector(config, createLogger(command === 'reconcile' ? config.logLevel : 'error'));
-  await waitForMembers(director, 10_000);
-  const placement = director.placement;
-  if (placement.pendingReason !== undefined) {
-    console.error(`pgw-director: no ring members (${placement.pendingReason})`);
+/**
+ * loadRing builds a placement and its discovery, nothing else, and waits for the first membership: it arrives as the
+ * placement's `change` event (static nodes set it at once). Registration in Consul is left to the server.
+ */
+async function loadRing(config: Config, logger: Logger): Promise<Placement> {
+  const placement = createPlacement(config);
+  const readOnly: Config = config.consul === undefined ? config : { ...config, consul: { ...config.consul, register: [], deregisterOnExit: false } };
+  const discovery = createDiscovery(readOnly, placement, createMetrics(placement), logger);
+  const first = once(placement, 'change', { signal: AbortSignal.timeout(RING_WAIT_MS) }).catch(() => undefined);
+  discovery.start();
+  if (placement.pendingReason !== undefined) await first;
+  await discovery.stop();
+  return placement;
+}
+
+async function runCommand(command: Command, args: readonly string[], config: Config): Promise<number> {
+  // Logs go to stderr. `reconcile` logs what it does at the configured level; the others only what goes wrong.
+  const level = command === 'reconcile' || config.logLevel !== 'info' ? config.logLevel : 'warn';
+  const logger = createLogger(level, pino.destination({ dest: 2, sync: true }));
+  for (const notice of config.notices) logger.info(notice);
+  const placement = await loadRing(config, logger);
+  if (placement.ring.points === 0) {
+    // Still waiting for Consul, or it lists no healthy Pushgateway: nothing to print or reconcile.
+    console.error(`pgw-director: ${placement.unavailableMessage()}`);
     return 1;
   }
   if (command === 'reconcile') {
-    const report = await director.reconciler.pass();
-    console.log(JSON.stringify(report));
+    const onRing = config.reconcile.drain.filter((node) => placement.ring.nodes.some((member) => member.id === node.id));
+    if (onRing.length > 0) {
+      return usageError(
+        `--reconcile.drain=${onRing.map((node) => node.url).join(',')} is still on the ring: take it out of discovery first, so its groups have other owners to move to`,
+      );
+    }
+    const metrics = createReconcileMetrics(createMetrics(placement).registry);
+    const reconciler = createReconciler(placement, config.reconcile, metrics, logger, createNodeClientFor(config));
+    const report = await reconciler.pass();
+    process.stdout.write(`${JSON.stringify(report)}\n`);
     return report.errors === 0 ? 0 : 1;
   }
   if (command === 'ring') {
-    const ring = describeRing(placement) as { members: { id: string; url: string; share: number }[] };
-    for (const member of ring.members) console.log(`${member.id}\t${member.url}\t${(member.share * 100).toFixed(2)}%`);
+    for (const member of describeRing(placement).members) {
+      process.stdout.write(`${member.id}\t${member.url}\t${(member.share * 100).toFixed(2)}%\n`);
+    }
     return 0;
   }
-  if (paths.length === 0) {
-    console.error('pgw-director: lookup needs at least one push path, e.g. /metrics/job/backup/instance/db1');
-    return EXIT_USAGE;
-  }
   let status = 0;
-  for (const path of paths) {
+  for (const path of args) {
     const result = describeLookup(placement, path);
     if (!result.ok) {
-      console.error(`${path}\terror: ${result.message}`);
+      process.stderr.write(`${path}\terror: ${result.message}\n`);
       status = 1;
       continue;
     }
-    const node = result.body['node'] as { url: string } | null;
-    console.log(`${path}\t${node === null ? 'no node' : node.url}`);
+    process.stdout.write(`${path}\t${result.view.node === null ? 'no node' : result.view.node.url}\n`);
   }
   return status;
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  let config: Config;
-  let positionals: readonly string[];
-  try {
-    const flags = parseFlags(argv);
-    if (flags.values['help'] === true) {
-      process.stdout.write(helpText());
-      return 0;
-    }
-    if (flags.values['version'] === true) {
-      console.log(`pgw-director ${VERSION} (node ${process.version})`);
-      return 0;
-    }
-    positionals = flags.positionals;
-    config = parseConfig(flags.values, process.env);
-    const command = positionals[0];
-    if (command !== undefined && command !== 'lookup' && command !== 'ring' && command !== 'reconcile') {
-      throw new ConfigError(`unknown command ${JSON.stringify(command)} (commands: lookup, ring, reconcile)`);
-    }
-    if (command !== undefined) return await runTool(command, positionals.slice(1), config);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`pgw-director: ${error.message}`);
-      console.error('Run "pgw-director --help" for the flags.');
-      return EXIT_USAGE;
-    }
-    throw error;
-  }
-
+async function serve(config: Config): Promise<number> {
   const logger = createLogger(config.logLevel);
+  for (const notice of config.notices) logger.info(notice);
   const director = createDirector(config, logger);
   let address;
   try {
@@ -119,6 +122,29 @@ async function main(argv: readonly string[]): Promise<number> {
     process.once('SIGTERM', shutdown);
     process.once('SIGINT', shutdown);
   });
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let config: Config;
+  let command: Command | undefined;
+  let args: readonly string[];
+  try {
+    const flags = parseFlags(argv);
+    if (flags.values['help'] === true) {
+      process.stdout.write(helpText());
+      return 0;
+    }
+    if (flags.values['version'] === true) {
+      process.stdout.write(`pgw-director ${VERSION} (node ${process.version})\n`);
+      return 0;
+    }
+    config = parseConfig(flags.values, process.env);
+    ({ command, args } = parseCommand(flags.positionals, config));
+  } catch (error) {
+    if (error instanceof ConfigError) return usageError(error.message);
+    throw error;
+  }
+  return command === undefined ? serve(config) : runCommand(command, args, config);
 }
 
 main(process.argv.slice(2)).then(

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 
-import YAML from 'yaml';
+import type YAMLModule from 'yaml';
 
 import { HASH_KEY_MODES, type HashKeyMode } from './core/key-hash';
 import { type Node, parseNodeUrl } from './core/node';
@@ -42,6 +42,8 @@ export type ConsulConfig = Readonly<{
   register: readonly Node[];
   registerIntervalMs: number;
   deregisterOnExit: boolean;
+  /** The node credentials, sent by the HTTP check registered for each Pushgateway (a check header). Never log it. */
+  nodeAuthorization: string | undefined;
   /** Where the director keeps its own state in Consul's KV store (tombstones), ending in `/`. */
   kvPrefix: string;
 }>;
@@ -64,6 +66,14 @@ export type DnsConfig = Readonly<{
   nodePathPrefix: string;
 }>;
 
+/** UiConfig configures the fleet page. */
+export type UiConfig = Readonly<{
+  /** Serve the fleet page at `/` and `/groups` (`--web.enable-ui`). */
+  enabled: boolean;
+  /** A group whose last push is older than this is marked stale (`--ui.stale-after`). */
+  staleAfterMs: number;
+}>;
+
 /** Config is the normalised configuration. */
 export type Config = Readonly<{
   listen: Readonly<{ host: string | undefined; port: number }>;
@@ -84,14 +94,13 @@ export type Config = Readonly<{
   /** The director's own health checks of every candidate node. */
   health: HealthConfig;
   ui: UiConfig;
-}>;
-
-/** UiConfig configures the fleet page. */
-export type UiConfig = Readonly<{
-  /** Serve the fleet page at `/` and `/groups` (`--web.enable-ui`). */
-  enabled: boolean;
-  /** A group whose last push is older than this is marked stale (`--ui.stale-after`). */
-  staleAfterMs: number;
+  /**
+   * The Authorization header value the director sends on its own requests to nodes (listing, deleting, health
+   * checks, the Consul check it registers), or undefined. Never log it.
+   */
+  nodeAuthorization: string | undefined;
+  /** Things the operator should know about how the configuration was read (logged at start-up). */
+  notices: readonly string[];
 }>;
 
 /** ReconcileConfig configures the reconciler and the group TTL. */
@@ -110,7 +119,10 @@ type OptionSpec = Readonly<{
   flag: string;
   kind: 'string' | 'list' | 'boolean';
   help: string;
+  /** The one place a default is stated; parseConfig reads it from here. */
   default?: string;
+  /** A one-letter alias (`-h`). */
+  short?: string;
   /** The YAML key path, when it is not the flag name split at dots with dashes as underscores. */
   yaml?: readonly string[];
 }>;
@@ -120,15 +132,6 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'config.file', kind: 'string', help: 'YAML file with the same settings as the flags (flags win).' },
   { flag: 'web.listen-address', kind: 'string', default: ':9292', help: 'Address to listen on for pushes and the API.' },
   { flag: 'node', kind: 'list', yaml: ['nodes'], help: 'A Pushgateway base URL: a static node.' },
-  {
-    flag: 'node.health-interval',
-    kind: 'string',
-    default: '5s',
-    help: 'How often each Pushgateway is checked (GET /-/healthy); 0 turns active and passive checks off.',
-  },
-  { flag: 'node.health-timeout', kind: 'string', default: '2s', help: 'How long one health check may take.' },
-  { flag: 'node.health-fall', kind: 'string', default: '3', help: 'Failed checks in a row that take a Pushgateway out of the ring.' },
-  { flag: 'node.health-rise', kind: 'string', default: '2', help: 'Passed checks in a row that bring it back.' },
   { flag: 'ring.vnodes', kind: 'string', default: String(DEFAULT_VNODES), help: 'Virtual nodes per Pushgateway.' },
   {
     flag: 'hash.key',
@@ -139,6 +142,40 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'mode', kind: 'string', default: 'redirect', help: 'redirect (307), proxy, or auto (307 for Go and curl).' },
   { flag: 'proxy.timeout', kind: 'string', default: '10s', help: 'How long to wait for a node\'s response headers.' },
   { flag: 'proxy.max-body', kind: 'string', default: '0', help: 'Largest proxied push body (e.g. 16MiB); 0: no limit.' },
+  {
+    flag: 'node.basic-auth.username',
+    kind: 'string',
+    yaml: ['node_auth', 'basic_auth', 'username'],
+    help: 'User name for the director\'s own requests to nodes (with --node.basic-auth.password-file).',
+  },
+  {
+    flag: 'node.basic-auth.password-file',
+    kind: 'string',
+    yaml: ['node_auth', 'basic_auth', 'password_file'],
+    help: 'File holding the password for --node.basic-auth.username.',
+  },
+  {
+    flag: 'node.authorization.credentials-file',
+    kind: 'string',
+    yaml: ['node_auth', 'authorization', 'credentials_file'],
+    help: 'File holding the credentials (e.g. a bearer token) for the director\'s own requests to nodes.',
+  },
+  {
+    flag: 'node.authorization.type',
+    kind: 'string',
+    default: 'Bearer',
+    yaml: ['node_auth', 'authorization', 'type'],
+    help: 'Authorization scheme sent with --node.authorization.credentials-file.',
+  },
+  {
+    flag: 'node.health-interval',
+    kind: 'string',
+    default: '5s',
+    help: 'How often each Pushgateway is checked (GET /-/healthy); 0 turns active and passive checks off.',
+  },
+  { flag: 'node.health-timeout', kind: 'string', default: '2s', help: 'How long one health check may take.' },
+  { flag: 'node.health-fall', kind: 'string', default: '3', help: 'Failed checks in a row that take a Pushgateway out of the ring.' },
+  { flag: 'node.health-rise', kind: 'string', default: '2', help: 'Passed checks in a row that bring it back.' },
   { flag: 'consul.address', kind: 'string', help: 'Consul HTTP API host:port; turns Consul discovery on.' },
   { flag: 'consul.scheme', kind: 'string', default: 'http', help: 'Scheme to reach Consul: http or https.' },
   { flag: 'consul.service', kind: 'string', default: 'pushgateway', help: 'Consul service name of the Pushgateways.' },
@@ -201,7 +238,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'web.enable-ui', kind: 'string', default: 'true', help: 'Serve the fleet page at / and /groups: true or false.' },
   { flag: 'ui.stale-after', kind: 'string', default: '1h', help: 'The fleet page marks groups whose last push is older than this.' },
   { flag: 'log.level', kind: 'string', default: 'info', help: 'trace, debug, info, warn, error, fatal or silent.' },
-  { flag: 'help', kind: 'boolean', help: 'Show this help and exit.' },
+  { flag: 'help', kind: 'boolean', short: 'h', help: 'Show this help and exit.' },
   { flag: 'version', kind: 'boolean', help: 'Show the version and exit.' },
 ];
 
@@ -210,19 +247,57 @@ type RawOptions = Record<string, RawValue>;
 
 /** parseFlags reads argv (without node and script) into raw option values and positional arguments. */
 export function parseFlags(argv: readonly string[]): { values: RawOptions; positionals: readonly string[] } {
-  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
   for (const option of OPTIONS) {
-    options[option.flag] = option.kind === 'list' ? { type: 'string', multiple: true } : { type: option.kind };
+    options[option.flag] = {
+      ...(option.kind === 'list' ? { type: 'string', multiple: true } : { type: option.kind }),
+      ...(option.short === undefined ? {} : { short: option.short }),
+    };
   }
   try {
     const { values, positionals } = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
     return { values: values as RawOptions, positionals };
   } catch (error) {
-    throw new ConfigError((error as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+    const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, '');
+    const unknown = /^Unknown option '(-{1,2})([^'=]+)'/.exec(message);
+    if (unknown) {
+      const nearest = nearestFlag(unknown[2] as string);
+      const hint = nearest === undefined ? '' : ` (did you mean --${nearest}?)`;
+      throw new ConfigError(`unknown flag ${unknown[1]}${unknown[2]}${hint}`);
+    }
+    throw new ConfigError(message);
   }
 }
 
-function readYamlFile(path: string): RawOptions {
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current.push(Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + cost));
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
+}
+
+/** nearestFlag is the flag closest to a mistyped one, when one is close enough to be what was meant. */
+export function nearestFlag(typed: string): string | undefined {
+  let best: { flag: string; distance: number } | undefined;
+  for (const { flag } of OPTIONS) {
+    const distance = editDistance(typed, flag);
+    if (best === undefined || distance < best.distance) best = { flag, distance };
+  }
+  return best !== undefined && best.distance <= Math.max(2, Math.floor(typed.length / 3)) ? best.flag : undefined;
+}
+
+const where = (path: string, keys: readonly string[]): string => `config file ${JSON.stringify(path)}: ${keys.join('.')}`;
+
+/** yamlKeys is the key path of an option in the YAML file. */
+const yamlKeys = (option: OptionSpec): readonly string[] => option.yaml ?? option.flag.split('.').map((part) => part.replace(/-/g, '_'));
+
+function readYamlFile(path: string): { values: RawOptions; notices: string[] } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -231,34 +306,50 @@ function readYamlFile(path: string): RawOptions {
   }
   let doc: unknown;
   try {
+    // Required on use: without a config file the director starts without loading the YAML parser.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const YAML = require('yaml') as typeof YAMLModule;
     doc = YAML.parse(text);
   } catch (error) {
     throw new ConfigError(`config file ${JSON.stringify(path)}: ${(error as Error).message.split('\n')[0]}`);
   }
-  if (doc === null || doc === undefined) return {};
+  if (doc === null || doc === undefined) return { values: {}, notices: [] };
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${JSON.stringify(path)}: not a mapping`);
+  const top = doc as Record<string, unknown>;
+  const foreign = Object.keys(top).filter((key) => DYNAMIC_SHARDING_KEYS.includes(key));
+  if (foreign.length > 0) {
+    const own = Object.keys(top).filter((key) => !DYNAMIC_SHARDING_KEYS.includes(key));
+    if (own.length > 0) {
+      throw new ConfigError(
+        `config file ${JSON.stringify(path)}: mixes dynamic-sharding's keys (${foreign.join(', ')}) with pgw-director's (${own.join(', ')}); use one format`,
+      );
+    }
+    return readDynamicShardingFile(path, top);
+  }
 
   const values: RawOptions = {};
+  // Key paths are compared as arrays joined with a byte no YAML key here contains, so a flat key that holds a dot
+  // (`ring.vnodes: 1`) is never mistaken for the nested one.
+  const SEP = '\0';
   const known = new Set<string>();
   for (const option of OPTIONS) {
     if (option.flag === 'config.file' || option.flag === 'help' || option.flag === 'version') continue;
-    const keys = option.yaml ?? option.flag.split('.').map((part) => part.replace(/-/g, '_'));
-    known.add(keys.join('.'));
+    const keys = yamlKeys(option);
+    known.add(keys.join(SEP));
     let value: unknown = doc;
-    for (const key of keys) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+    for (const key of keys) value = value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>)[key] : undefined;
     if (value === undefined || value === null) continue;
-    const where = `config file ${JSON.stringify(path)}: ${keys.join('.')}`;
     if (option.kind === 'list') {
       if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) {
-        throw new ConfigError(`${where} must be a list of strings`);
+        throw new ConfigError(`${where(path, keys)} must be a list of strings`);
       }
       values[option.flag] = value;
     } else if (option.kind === 'boolean') {
-      if (typeof value !== 'boolean') throw new ConfigError(`${where} must be true or false`);
+      if (typeof value !== 'boolean') throw new ConfigError(`${where(path, keys)} must be true or false`);
       values[option.flag] = value;
     } else {
       // A YAML boolean is accepted where a flag takes `true`/`false` as text (web.enable_ui).
-      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw new ConfigError(`${where} must be a string`);
+      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw new ConfigError(`${where(path, keys)} must be a string`);
       values[option.flag] = String(value);
     }
   }
@@ -266,22 +357,117 @@ function readYamlFile(path: string): RawOptions {
   const walk = (node: unknown, prefix: string[]): void => {
     if (node === null || typeof node !== 'object' || Array.isArray(node)) return;
     for (const [key, child] of Object.entries(node as Record<string, unknown>)) {
-      const keyPath = [...prefix, key].join('.');
+      const keys = [...prefix, key];
+      const keyPath = keys.join(SEP);
       if (known.has(keyPath)) continue;
-      if ([...known].some((k) => k.startsWith(`${keyPath}.`))) walk(child, [...prefix, key]);
-      else throw new ConfigError(`config file ${JSON.stringify(path)}: unknown key ${JSON.stringify(keyPath)}`);
+      if ([...known].some((k) => k.startsWith(`${keyPath}${SEP}`))) {
+        walk(child, keys);
+        continue;
+      }
+      if (prefix.length === 2 && prefix[0] === 'node_auth' && (key === 'password' || key === 'credentials')) {
+        throw new ConfigError(
+          `config file ${JSON.stringify(path)}: ${keys.join('.')}: put it in a file and name the file with ${key}_file, so it stays out of the configuration`,
+        );
+      }
+            if (key.includes('.')) {
+        const nested = [...prefix, ...key.split('.')];
+        if (known.has(nested.join(SEP))) {
+          throw new ConfigError(
+            `config file ${JSON.stringify(path)}: flat key ${JSON.stringify(keys.join('.'))}: nest it (${nested.join(': {')}: ...${'}'.repeat(nested.length - 1)})`,
+          );
+        }
+      }
+      throw new ConfigError(`config file ${JSON.stringify(path)}: unknown key ${JSON.stringify(keys.join('.'))}`);
     }
   };
   walk(doc, []);
-  return values;
+  return { values, notices: [] };
 }
 
-const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** The top-level keys of dynamic-sharding's config file (github.com/ning1875/dynamic-sharding, pkg/config). */
+const DYNAMIC_SHARDING_KEYS: readonly string[] = ['consul_server', 'http_listen_addr', 'pushgateway'];
 
-/** parseDuration reads a Prometheus-style duration (`500ms`, `10s`, `1m30s`, `0`) into milliseconds. */
+/**
+ * readDynamicShardingFile reads the Go director's config file as it is: its Consul agent, service name and listen
+ * address, and its Pushgateways (`servers` x `port`), which it registered in Consul itself, as the director does with
+ * --consul.register. It also keeps its placement (--hash.key=path) unless a flag says otherwise.
+ */
+function readDynamicShardingFile(path: string, doc: Record<string, unknown>): { values: RawOptions; notices: string[] } {
+  const mapping = (key: string): Record<string, unknown> => {
+    const value = doc[key];
+    if (value === undefined || value === null) return {};
+    if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${where(path, [key])} must be a mapping`);
+    return value as Record<string, unknown>;
+  };
+  const scalar = (keys: readonly string[], value: unknown): string | undefined => {
+    if (value === undefined || value === null || value === '') return undefined;
+    if (typeof value !== 'string' && typeof value !== 'number') throw new ConfigError(`${where(path, keys)} must be a string`);
+    return String(value);
+  };
+  const allow = (section: string, value: Record<string, unknown>, keys: readonly string[]): void => {
+    for (const key of Object.keys(value)) {
+      if (!keys.includes(key)) throw new ConfigError(`config file ${JSON.stringify(path)}: unknown key ${JSON.stringify(`${section}.${key}`)}`);
+    }
+  };
+  const consul = mapping('consul_server');
+  allow('consul_server', consul, ['addr', 'username', 'password', 'register_service_name']);
+  for (const key of ['username', 'password']) {
+    if (scalar(['consul_server', key], consul[key]) !== undefined) {
+      throw new ConfigError(
+        `${where(path, ['consul_server', key])}: dynamic-sharding never used it and Consul has no user names; ` +
+          'pass an ACL token with CONSUL_HTTP_TOKEN or --consul.token-file instead',
+      );
+    }
+  }
+  const pushgateway = mapping('pushgateway');
+  allow('pushgateway', pushgateway, ['port', 'servers']);
+  const servers = pushgateway['servers'] ?? [];
+  if (!Array.isArray(servers) || !servers.every((server) => typeof server === 'string')) {
+    throw new ConfigError(`${where(path, ['pushgateway', 'servers'])} must be a list of host names or addresses`);
+  }
+  const port = scalar(['pushgateway', 'port'], pushgateway['port']);
+  if (servers.length > 0 && (port === undefined || !/^\d{1,5}$/.test(port))) {
+    throw new ConfigError(`${where(path, ['pushgateway', 'port'])} must be a port number`);
+  }
+  const urls = servers.map((server) => `http://${server.includes(':') && !server.startsWith('[') ? `[${server}]` : server}:${port}`);
+
+  const values: RawOptions = { 'hash.key': 'path' };
+  const address = scalar(['consul_server', 'addr'], consul['addr']);
+  const service = scalar(['consul_server', 'register_service_name'], consul['register_service_name']);
+  const listen = scalar(['http_listen_addr'], doc['http_listen_addr']);
+  if (listen !== undefined) values['web.listen-address'] = listen;
+  if (address !== undefined) {
+    values['consul.address'] = address;
+    if (service !== undefined) values['consul.service'] = service;
+    if (urls.length > 0) values['consul.register'] = urls;
+  } else {
+    if (service !== undefined) throw new ConfigError(`${where(path, ['consul_server', 'register_service_name'])} needs consul_server.addr`);
+    if (urls.length > 0) values['node'] = urls;
+  }
+  return {
+    values,
+    notices: [
+      `config file ${JSON.stringify(path)} is dynamic-sharding's: read as --hash.key=path (its placement, unless a flag says otherwise)` +
+        (address !== undefined && urls.length > 0 ? ' and --consul.register for each of pushgateway.servers' : ''),
+    ],
+  };
+}
+
+// Prometheus' units (common/model/time.go): a day is 24h, a week 7d, a year 365d.
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 7 * 86_400_000,
+  y: 365 * 86_400_000,
+};
+
+/** parseDuration reads a Prometheus-style duration (`500ms`, `10s`, `1m30s`, `1d`, `2w`, `0`) into milliseconds. */
 export function parseDuration(text: string): number | undefined {
   if (text === '0') return 0;
-  const re = /(\d+)(ms|s|m|h)/y;
+  const re = /(\d+)(ms|s|m|h|d|w|y)/y;
   let total = 0;
   let at = 0;
   while (at < text.length) {
@@ -321,7 +507,7 @@ function pick<T extends string>(flag: string, value: string, allowed: readonly T
 
 function requireDuration(flag: string, value: string): number {
   const ms = parseDuration(value);
-  if (ms === undefined) throw new ConfigError(`--${flag}: invalid duration ${JSON.stringify(value)} (use e.g. 500ms, 10s, 1m)`);
+  if (ms === undefined) throw new ConfigError(`--${flag}: invalid duration ${JSON.stringify(value)} (use e.g. 500ms, 10s, 1m, 1d)`);
   return ms;
 }
 
@@ -336,65 +522,96 @@ function parseNodes(flag: string, urls: readonly string[]): Node[] {
 /** Environment is the part of process.env the configuration reads. */
 export type Environment = Readonly<Record<string, string | undefined>>;
 
+/** hasControlCharacter: a header value cannot hold one (RFC 9110 field-value), nor a line break. */
+const hasControlCharacter = (text: string): boolean => [...text].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+
+/** Read is how the parsers below see the merged flags and file: flags win over the file, the file over defaults. */
+type Read = Readonly<{
+  /** str is a string option's value; for an option with a default, never undefined. */
+  str(flag: string): string | undefined;
+  /** value is a string option that has a default in OPTIONS. */
+  value(flag: string): string;
+  list(flag: string): readonly string[];
+  bool(flag: string): boolean;
+  /** given says whether the operator set the option (by flag or file), defaults aside. */
+  given(flag: string): boolean;
+}>;
+
 /**
  * parseConfig builds the configuration from flags, the environment and the YAML file the flags name. Throws
  * ConfigError with a message fit for stderr.
  */
 export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
-  const file = typeof flags['config.file'] === 'string' ? readYamlFile(flags['config.file']) : {};
-  const get = (flag: string): RawValue => flags[flag] ?? file[flag] ?? OPTIONS.find((o) => o.flag === flag)?.default;
-  const str = (flag: string): string | undefined => {
-    const value = get(flag);
-    return typeof value === 'string' ? value : undefined;
-  };
-  const list = (flag: string): readonly string[] => {
-    const value = get(flag);
-    return Array.isArray(value) ? (value as readonly string[]) : [];
+  const file = typeof flags['config.file'] === 'string' ? readYamlFile(flags['config.file']) : { values: {}, notices: [] };
+  const given = (flag: string): RawValue => flags[flag] ?? file.values[flag];
+  const get = (flag: string): RawValue => given(flag) ?? OPTIONS.find((o) => o.flag === flag)?.default;
+  const read: Read = {
+    str: (flag) => {
+      const value = get(flag);
+      return typeof value === 'string' ? value : undefined;
+    },
+    value: (flag) => {
+      const value = get(flag);
+      if (typeof value !== 'string') throw new Error(`bug: --${flag} has no default`);
+      return value;
+    },
+    list: (flag) => {
+      const value = get(flag);
+      return Array.isArray(value) ? (value as readonly string[]) : [];
+    },
+    bool: (flag) => get(flag) === true,
+    given: (flag) => given(flag) !== undefined,
   };
 
-  const listenText = str('web.listen-address') ?? ':9292';
+  const listenText = read.value('web.listen-address');
   const listen = parseListenAddress(listenText);
   if (!listen) throw new ConfigError(`--web.listen-address: invalid address ${JSON.stringify(listenText)} (use host:port or :port)`);
 
-  const vnodesText = str('ring.vnodes') ?? '';
+  const vnodesText = read.value('ring.vnodes');
   const vnodes = Number(vnodesText);
   if (!/^\d+$/.test(vnodesText) || vnodes < 1 || vnodes > 100_000) {
     throw new ConfigError(`--ring.vnodes must be an integer from 1 to 100000; got ${JSON.stringify(vnodesText)}`);
   }
 
-  const maxBodyText = str('proxy.max-body') ?? '0';
+  const maxBodyText = read.value('proxy.max-body');
   const proxyMaxBodyBytes = parseSize(maxBodyText);
   if (proxyMaxBodyBytes === undefined) throw new ConfigError(`--proxy.max-body: invalid size ${JSON.stringify(maxBodyText)}`);
 
-  const consul = parseConsulConfig(str, list, get, env);
-  const dns = parseDnsConfig(str, list);
-  const nodes = parseNodes('node', list('node'));
+  const nodeAuthorization = parseNodeAuthorization(read);
+  const consul = parseConsulConfig(read, env, nodeAuthorization);
+  const dns = parseDnsConfig(read);
+  const nodes = parseNodes('node', read.list('node'));
   const defaultNode = nodes.length === 0 && consul === undefined && dns === undefined;
-  if (consul !== undefined && nodes.length > 0) {
-    throw new ConfigError('--node and --consul.address exclude each other: the ring follows either static nodes or Consul');
-  }
   checkOneDiscovery(nodes.length > 0, consul !== undefined, dns !== undefined);
 
-  const hashKey = pick('hash.key', str('hash.key') ?? '', HASH_KEY_MODES);
-  const reconcile = parseReconcileConfig(str, list, get, hashKey);
-  const proxyTimeoutMs = requireDuration('proxy.timeout', str('proxy.timeout') ?? '10s');
+  const hashKey = pick('hash.key', read.value('hash.key'), HASH_KEY_MODES);
+  const reconcile = parseReconcileConfig(read, hashKey);
+  for (const node of reconcile.drain) {
+    if (nodes.some((n) => n.id === node.id)) {
+      throw new ConfigError(
+        `--reconcile.drain=${node.url} is also a --node: take it off the node list first, so its groups have other owners to move to`,
+      );
+    }
+  }
+  const proxyTimeoutMs = requireDuration('proxy.timeout', read.value('proxy.timeout'));
   if (proxyTimeoutMs <= 0) throw new ConfigError('--proxy.timeout must be greater than 0');
-  const health = parseHealthConfig(str);
   return Object.freeze({
     listen,
     nodes: defaultNode ? parseNodes('node', ['http://127.0.0.1:9091']) : nodes,
     defaultNode,
     vnodes,
     hashKey,
-    logLevel: pick('log.level', str('log.level') ?? '', LOG_LEVELS),
-    mode: pick('mode', str('mode') ?? '', PUSH_MODES),
+    logLevel: pick('log.level', read.value('log.level'), LOG_LEVELS),
+    mode: pick('mode', read.value('mode'), PUSH_MODES),
     proxyTimeoutMs,
     proxyMaxBodyBytes,
     consul,
     dns,
     reconcile,
-    health,
-    ui: parseUiConfig(str),
+    health: parseHealthConfig(read),
+    ui: parseUiConfig(read),
+    nodeAuthorization,
+    notices: Object.freeze([...file.notices]),
   });
 }
 
@@ -404,9 +621,9 @@ function parseCount(flag: string, text: string): number {
   return count;
 }
 
-function parseHealthConfig(str: (flag: string) => string | undefined): HealthConfig {
-  const intervalMs = requireDuration('node.health-interval', str('node.health-interval') ?? '5s');
-  const timeoutMs = requireDuration('node.health-timeout', str('node.health-timeout') ?? '2s');
+function parseHealthConfig(read: Read): HealthConfig {
+  const intervalMs = requireDuration('node.health-interval', read.value('node.health-interval'));
+  const timeoutMs = requireDuration('node.health-timeout', read.value('node.health-timeout'));
   if (timeoutMs <= 0) throw new ConfigError('--node.health-timeout must be greater than 0');
   // A check that may outlast the interval would delay the next one: the interval would no longer mean anything.
   if (intervalMs > 0 && timeoutMs > intervalMs) {
@@ -415,61 +632,98 @@ function parseHealthConfig(str: (flag: string) => string | undefined): HealthCon
   return Object.freeze({
     intervalMs,
     timeoutMs,
-    fall: parseCount('node.health-fall', str('node.health-fall') ?? '3'),
-    rise: parseCount('node.health-rise', str('node.health-rise') ?? '2'),
+    fall: parseCount('node.health-fall', read.value('node.health-fall')),
+    rise: parseCount('node.health-rise', read.value('node.health-rise')),
   });
 }
 
-function parseUiConfig(str: (flag: string) => string | undefined): UiConfig {
-  const enabled = pick('web.enable-ui', str('web.enable-ui') ?? 'true', ['true', 'false'] as const) === 'true';
-  const staleAfterMs = requireDuration('ui.stale-after', str('ui.stale-after') ?? '1h');
+function parseUiConfig(read: Read): UiConfig {
+  const enabled = pick('web.enable-ui', String(read.value('web.enable-ui')), ['true', 'false'] as const) === 'true';
+  const staleAfterMs = requireDuration('ui.stale-after', read.value('ui.stale-after'));
   if (staleAfterMs <= 0) throw new ConfigError('--ui.stale-after must be greater than 0');
   return Object.freeze({ enabled, staleAfterMs });
 }
 
-function parseReconcileConfig(
-  str: (flag: string) => string | undefined,
-  list: (flag: string) => readonly string[],
-  get: (flag: string) => RawValue,
-  hashKey: HashKeyMode,
-): ReconcileConfig {
-  const intervalText = str('reconcile.interval');
+function readSecretFile(flag: string, path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`--${flag}: cannot read ${JSON.stringify(path)}: ${(error as NodeJS.ErrnoException).code}`);
+  }
+  // Prometheus trims the file's surrounding white space (a trailing newline above all).
+  const secret = text.trim();
+  if (secret === '') throw new ConfigError(`--${flag}: ${JSON.stringify(path)} is empty`);
+  // The secret never appears in a message: say only what is wrong with it.
+  if (hasControlCharacter(secret)) throw new ConfigError(`--${flag}: ${JSON.stringify(path)} holds a control character or a line break`);
+  return secret;
+}
+
+/** parseNodeAuthorization builds the Authorization header of the director's own requests to nodes, Prometheus-style. */
+function parseNodeAuthorization(read: Read): string | undefined {
+  const username = read.str('node.basic-auth.username');
+  const passwordFile = read.str('node.basic-auth.password-file');
+  const credentialsFile = read.str('node.authorization.credentials-file');
+  const basic = username !== undefined || passwordFile !== undefined;
+  if (basic && credentialsFile !== undefined) {
+    throw new ConfigError('--node.basic-auth.* and --node.authorization.* exclude each other: a request carries one Authorization header');
+  }
+  if (basic) {
+    if (username === undefined || username === '') throw new ConfigError('--node.basic-auth.password-file needs --node.basic-auth.username');
+    if (passwordFile === undefined) throw new ConfigError('--node.basic-auth.username needs --node.basic-auth.password-file');
+    // RFC 7617: the user-id cannot contain a colon.
+    if (username.includes(':') || hasControlCharacter(username)) throw new ConfigError('--node.basic-auth.username cannot hold a colon or a control character');
+    const password = readSecretFile('node.basic-auth.password-file', passwordFile);
+    return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
+  }
+  const type = read.value('node.authorization.type');
+  if (credentialsFile === undefined) {
+    if (read.given('node.authorization.type')) throw new ConfigError('--node.authorization.type needs --node.authorization.credentials-file');
+    return undefined;
+  }
+  // As Prometheus' authorization block: Basic has its own settings.
+  if (type.toLowerCase() === 'basic') throw new ConfigError('--node.authorization.type cannot be Basic: use --node.basic-auth.username and --node.basic-auth.password-file');
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(type)) throw new ConfigError(`--node.authorization.type: invalid scheme ${JSON.stringify(type)}`);
+  return `${type} ${readSecretFile('node.authorization.credentials-file', credentialsFile)}`;
+}
+
+function parseReconcileConfig(read: Read, hashKey: HashKeyMode): ReconcileConfig {
+  const intervalText = read.str('reconcile.interval');
+  const ttlText = read.str('group.ttl');
   // A group's owner is only well defined for the canonical key: under --hash.key=path it depends on how each push
   // was spelled, so reconciliation would move groups the old placement put on purpose.
   if (hashKey === 'path') {
-    const asked = (intervalText !== undefined && intervalText !== '0') || list('reconcile.drain').length > 0 || get('reconcile.migrate') === true;
+    const asked = (intervalText !== undefined && intervalText !== '0') || read.list('reconcile.drain').length > 0 || read.bool('reconcile.migrate');
     if (asked) throw new ConfigError('reconciliation needs --hash.key=grouping-key: under --hash.key=path a group has no single owner');
+    if (ttlText !== undefined && ttlText !== '0') {
+      throw new ConfigError('--group.ttl runs in reconciliation passes, which --hash.key=path turns off: use --hash.key=grouping-key');
+    }
   }
   const intervalMs = requireDuration('reconcile.interval', intervalText ?? (hashKey === 'path' ? '0' : '1m'));
-  const ttlText = str('group.ttl');
   const ttlMs = ttlText === undefined || ttlText === '0' ? undefined : requireDuration('group.ttl', ttlText);
   if (ttlMs !== undefined && ttlMs < 1000) throw new ConfigError('--group.ttl must be at least 1s');
-  const tombstoneTtlMs = requireDuration('group.tombstone-ttl', str('group.tombstone-ttl') ?? '24h');
+  const tombstoneTtlMs = requireDuration('group.tombstone-ttl', read.value('group.tombstone-ttl'));
   return Object.freeze({
-    tombstoneTtlMs,
     intervalMs,
-    migrate: get('reconcile.migrate') === true,
-    drain: parseNodes('reconcile.drain', list('reconcile.drain')),
-    dryRun: get('reconcile.dry-run') === true,
+    migrate: read.bool('reconcile.migrate'),
+    drain: parseNodes('reconcile.drain', read.list('reconcile.drain')),
+    dryRun: read.bool('reconcile.dry-run'),
     ttlMs,
+    tombstoneTtlMs,
   });
 }
 
-function parseConsulConfig(
-  str: (flag: string) => string | undefined,
-  list: (flag: string) => readonly string[],
-  get: (flag: string) => RawValue,
-  env: Environment,
-): ConsulConfig | undefined {
-  const address = str('consul.address');
+function parseConsulConfig(read: Read, env: Environment, nodeAuthorization: string | undefined): ConsulConfig | undefined {
+  const address = read.str('consul.address');
   if (address === undefined) {
-    if (list('consul.register').length > 0) throw new ConfigError('--consul.register needs --consul.address');
+    const stray = OPTIONS.find((option) => option.flag.startsWith('consul.') && read.given(option.flag));
+    if (stray !== undefined) throw new ConfigError(`--${stray.flag} needs --consul.address`);
     return undefined;
   }
   if (!/^[^\s/]+:\d{1,5}$/.test(address)) {
     throw new ConfigError(`--consul.address: expected host:port, got ${JSON.stringify(address)}`);
   }
-  const tokenFile = str('consul.token-file');
+  const tokenFile = read.str('consul.token-file');
   let token: string | undefined;
   let tokenSource = 'none';
   if (tokenFile !== undefined) {
@@ -483,28 +737,29 @@ function parseConsulConfig(
     token = env['CONSUL_HTTP_TOKEN'];
     tokenSource = 'CONSUL_HTTP_TOKEN';
   }
-  const waitMs = requireDuration('consul.wait', str('consul.wait') ?? '30s');
+  const waitMs = requireDuration('consul.wait', read.value('consul.wait'));
   if (waitMs < 1000 || waitMs > 600_000) throw new ConfigError('--consul.wait must be between 1s and 10m (Consul\'s maximum)');
-  const kvPrefix = str('consul.kv-prefix') ?? 'pgw-director/';
+  const kvPrefix = read.value('consul.kv-prefix');
   if (kvPrefix === '' || kvPrefix.startsWith('/') || !kvPrefix.endsWith('/')) {
     throw new ConfigError(`--consul.kv-prefix must be a key prefix ending in "/" and not starting with one; got ${JSON.stringify(kvPrefix)}`);
   }
-  const prefix = (str('consul.node-path-prefix') ?? '').replace(/\/+$/, '');
+  const prefix = read.value('consul.node-path-prefix').replace(/\/+$/, '');
   if (prefix !== '' && !prefix.startsWith('/')) throw new ConfigError('--consul.node-path-prefix must start with /');
   return Object.freeze({
     address,
-    scheme: pick('consul.scheme', str('consul.scheme') ?? '', ['http', 'https'] as const),
-    service: str('consul.service') ?? 'pushgateway',
-    tag: str('consul.tag'),
-    datacenter: str('consul.datacenter'),
+    scheme: pick('consul.scheme', read.value('consul.scheme'), ['http', 'https'] as const),
+    service: read.value('consul.service'),
+    tag: read.str('consul.tag'),
+    datacenter: read.str('consul.datacenter'),
     token,
     tokenSource,
     waitMs,
-    nodeScheme: pick('consul.node-scheme', str('consul.node-scheme') ?? '', ['http', 'https'] as const),
+    nodeScheme: pick('consul.node-scheme', read.value('consul.node-scheme'), ['http', 'https'] as const),
     nodePathPrefix: prefix,
-    register: parseNodes('consul.register', list('consul.register')),
-    registerIntervalMs: requireDuration('consul.register-interval', str('consul.register-interval') ?? '30s'),
-    deregisterOnExit: get('consul.deregister-on-exit') === true,
+    register: parseNodes('consul.register', read.list('consul.register')),
+    registerIntervalMs: requireDuration('consul.register-interval', read.value('consul.register-interval')),
+    deregisterOnExit: read.bool('consul.deregister-on-exit'),
+    nodeAuthorization,
     kvPrefix,
   });
 }
@@ -528,23 +783,27 @@ function parseDnsServer(text: string): string {
   return text;
 }
 
-function parseDnsConfig(str: (flag: string) => string | undefined, list: (flag: string) => readonly string[]): DnsConfig | undefined {
-  const names = list('dns.name').map((name) => name.trim().replace(/\.$/, '').toLowerCase());
-  if (names.length === 0) return undefined;
+function parseDnsConfig(read: Read): DnsConfig | undefined {
+  const names = read.list('dns.name').map((name) => name.trim().replace(/\.$/, '').toLowerCase());
+  if (names.length === 0) {
+    const stray = OPTIONS.find((option) => option.flag.startsWith('dns.') && read.given(option.flag));
+    if (stray !== undefined) throw new ConfigError(`--${stray.flag} needs --dns.name`);
+    return undefined;
+  }
   for (const name of names) {
     // RFC 1035 lengths; underscores are allowed because SRV names start with them.
     if (!/^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/.test(name) || name.length > 253) {
       throw new ConfigError(`--dns.name: invalid DNS name ${JSON.stringify(name)}`);
     }
   }
-  const type = pick('dns.type', (str('dns.type') ?? '').toUpperCase(), DNS_RECORD_TYPES);
-  const portText = str('dns.port') ?? '9091';
+  const type = pick('dns.type', read.value('dns.type').toUpperCase(), DNS_RECORD_TYPES);
+  const portText = read.value('dns.port');
   const port = Number(portText);
   if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) throw new ConfigError(`--dns.port must be a port from 1 to 65535; got ${JSON.stringify(portText)}`);
-  const refreshIntervalMs = requireDuration('dns.refresh-interval', str('dns.refresh-interval') ?? '30s');
+  const refreshIntervalMs = requireDuration('dns.refresh-interval', read.value('dns.refresh-interval'));
   if (refreshIntervalMs < 100) throw new ConfigError('--dns.refresh-interval must be at least 100ms');
-  const serverText = str('dns.server');
-  const prefix = (str('dns.node-path-prefix') ?? '').replace(/\/+$/, '');
+  const serverText = read.str('dns.server');
+  const prefix = read.value('dns.node-path-prefix').replace(/\/+$/, '');
   if (prefix !== '' && !prefix.startsWith('/')) throw new ConfigError('--dns.node-path-prefix must start with /');
   return Object.freeze({
     names: Object.freeze([...new Set(names)]),
@@ -552,9 +811,36 @@ function parseDnsConfig(str: (flag: string) => string | undefined, list: (flag: 
     port,
     refreshIntervalMs,
     server: serverText === undefined ? undefined : parseDnsServer(serverText),
-    nodeScheme: pick('dns.node-scheme', str('dns.node-scheme') ?? '', ['http', 'https'] as const),
+    nodeScheme: pick('dns.node-scheme', read.value('dns.node-scheme'), ['http', 'https'] as const),
     nodePathPrefix: prefix,
   });
+}
+
+/** COMMANDS are the one-shot commands; without one, the director serves. */
+export const COMMANDS = ['lookup', 'ring', 'reconcile'] as const;
+/** Command is a one-shot command. */
+export type Command = (typeof COMMANDS)[number];
+
+/**
+ * parseCommand checks the positional arguments against the configuration: the command, its arguments, and what
+ * the command cannot do under this configuration. Returns the command (undefined: serve) and its arguments.
+ */
+export function parseCommand(positionals: readonly string[], config: Config): { command: Command | undefined; args: readonly string[] } {
+  const [name, ...args] = positionals;
+  if (name === undefined) return { command: undefined, args: [] };
+  if (!(COMMANDS as readonly string[]).includes(name)) {
+    throw new ConfigError(`unknown command ${JSON.stringify(name)} (commands: ${COMMANDS.join(', ')}; flags start with --)`);
+  }
+  const command = name as Command;
+  if (command === 'lookup') {
+    if (args.length === 0) throw new ConfigError('lookup needs at least one push path or URL, e.g. /metrics/job/backup/instance/db1');
+  } else if (args.length > 0) {
+    throw new ConfigError(`${command} takes no arguments; got ${args.map((arg) => JSON.stringify(arg)).join(' ')}`);
+  }
+  if (command === 'reconcile' && config.hashKey === 'path') {
+    throw new ConfigError('reconcile needs --hash.key=grouping-key: under --hash.key=path a group has no single owner');
+  }
+  return { command, args };
 }
 
 /** helpText renders `--help`. */
@@ -570,7 +856,8 @@ export function helpText(): string {
   for (const option of OPTIONS) {
     const value = option.kind === 'boolean' ? '' : '=VALUE';
     const def = option.default !== undefined ? ` (default ${JSON.stringify(option.default)})` : '';
-    lines.push(`  --${option.flag}${value}`, `      ${option.help}${def}${option.kind === 'list' ? ' Repeatable.' : ''}`);
+    const short = option.short === undefined ? '' : `-${option.short}, `;
+    lines.push(`  ${short}--${option.flag}${value}`, `      ${option.help}${def}${option.kind === 'list' ? ' Repeatable.' : ''}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -3,7 +3,7 @@
  * listener. It reads no process globals, so tests can run several in one process; bin/ owns argv, env and signals.
  */
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, LookupFunction } from 'node:net';
 
 import type { Logger } from 'pino';
 
@@ -21,7 +21,7 @@ import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
 import { SERVER_TIMEOUTS, type ServerTimeouts, createServer } from './http/server';
 import { type DirectorMetrics, createMetrics } from './metrics';
-import { createNodeClient } from './nodes/client';
+import { type NodeClient, createNodeClient } from './nodes/client';
 import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
 import { type TombstoneStore, createTombstones } from './tombstones';
@@ -45,7 +45,10 @@ export type Director = Readonly<{
   fanOut: FanOut;
   /** The fleet view behind /api/v1/metrics, /api/v1/fleet/groups and the fleet page. */
   fleet: Fleet;
-  /** listen starts discovery and the listener; resolves with the bound address. */
+  /**
+   * listen binds the listener, then starts discovery and reconciliation; resolves with the bound address. A listen
+   * error rejects before anything else has started, so nothing keeps the process alive after it.
+   */
   listen(): Promise<AddressInfo>;
   /** close stops accepting, lets in-flight requests finish, and stops discovery. */
   close(): Promise<void>;
@@ -75,14 +78,32 @@ function describeHealth(health: HealthChecker, checking: boolean): NodeHealth {
   };
 }
 
-/** createDirector builds a director without starting it. */
-export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
-  const placement = new Placement({
+/** createPlacement builds the empty placement a configuration asks for; discovery fills it. */
+export function createPlacement(config: Config): Placement {
+  return new Placement({
     vnodes: config.vnodes,
     hashKey: config.hashKey,
     ...(config.consul === undefined ? {} : { pendingReason: 'waiting for consul' }),
     ...(config.dns === undefined ? {} : { pendingReason: 'waiting for dns' }),
   });
+}
+
+/**
+ * createNodeClientFor builds the client of the director's own requests to nodes, with the node credentials; with DNS
+ * discovery, node names resolve through its DNS servers, as discovery found them.
+ */
+export function createNodeClientFor(config: Config, dnsTuning?: DnsTuning): NodeClient {
+  return createNodeClient({ timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization, ...nodeLookup(config, dnsTuning) });
+}
+
+/** nodeLookup is how connections to nodes resolve names: with DNS discovery, through its DNS servers. */
+function nodeLookup(config: Config, dnsTuning: DnsTuning | undefined): { lookup?: LookupFunction } {
+  return config.dns === undefined ? {} : { lookup: createResolverLookup(createDnsResolver(config.dns.server, dnsTuning)) };
+}
+
+/** createDirector builds a director without starting it. */
+export function createDirector(config: Config, logger: Logger, options: DirectorOptions = {}): Director {
+  const placement = createPlacement(config);
   placement.on('change', (change: RingChange) => {
     logger.info(
       {
@@ -95,9 +116,8 @@ export function createDirector(config: Config, logger: Logger, options: Director
     );
   });
   const metrics = createMetrics(placement);
-  // Connections to nodes resolve names the way discovery finds them: with DNS discovery, through its DNS servers.
-  const lookup = config.dns === undefined ? {} : { lookup: createResolverLookup(createDnsResolver(config.dns.server, options.dnsTuning)) };
-  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs, ...lookup });
+  const lookup = nodeLookup(config, options.dnsTuning);
+  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization, ...lookup });
   const health = createHealthChecker(config.health, { target: placement, client: nodeClient, logger, metrics });
   const discovery = createDiscovery(config, health, metrics, logger, options.consulTuning, options.dnsTuning);
   const proxy: Proxy | undefined =
@@ -124,23 +144,36 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const app = createApp({ placement, metrics, logger, routers: [fleetRouter] });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
   const fastLane =
-    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, logger, fanOut, ...timeouts });
+    proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, metrics, logger, fanOut, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
   const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient, tombstones);
 
-  // Periodic passes, one at a time, only once the ring has members.
+  // Passes run one at a time, only while the ring has members: the first as soon as the first membership is known
+  // (stale copies left by the last run should not wait a whole interval), then one every interval.
   let reconcileTimer: NodeJS.Timeout | undefined;
   let reconciling: Promise<unknown> = Promise.resolve();
   let closed = false;
+  const runPass = (): void => {
+    if (closed) return;
+    if (placement.pendingReason === undefined && placement.ring.points > 0) {
+      reconciling = reconciler.pass().catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'));
+    }
+    void reconciling.then(scheduleReconcile);
+  };
   const scheduleReconcile = (): void => {
     if (config.reconcile.intervalMs <= 0 || closed) return;
-    reconcileTimer = setTimeout(() => {
-      if (placement.pendingReason === undefined && placement.ring.points > 0) {
-        reconciling = reconciler.pass().catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'));
-      }
-      void reconciling.then(scheduleReconcile);
-    }, config.reconcile.intervalMs);
+    clearTimeout(reconcileTimer);
+    reconcileTimer = setTimeout(runPass, config.reconcile.intervalMs);
     reconcileTimer.unref();
+  };
+  const startReconcile = (): void => {
+    if (config.reconcile.intervalMs <= 0) return;
+    if (placement.pendingReason === undefined) {
+      runPass();
+      return;
+    }
+    // The first membership arrives as a change; until then a pass would find nothing to do.
+    placement.once('change', runPass);
   };
 
   return Object.freeze({
@@ -155,15 +188,15 @@ export function createDirector(config: Config, logger: Logger, options: Director
     fanOut,
     fleet,
     async listen() {
-      health.start();
-      discovery.start();
-      scheduleReconcile();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         const { host, port } = config.listen;
         if (host === undefined) server.listen(port, resolve);
         else server.listen(port, host, resolve);
       });
+      health.start();
+      discovery.start();
+      startReconcile();
       return server.address() as AddressInfo;
     },
     async close() {

@@ -79,9 +79,20 @@ export type DirectorMetrics = Readonly<{
   registry: Registry;
   countPush(method: string, outcome: PushOutcome, node: string): void;
   observeUpstream(node: string, seconds: number): void;
-  discovery: Readonly<{ up: Gauge; errors: Counter; lastSuccess: Gauge }>;
   /** nodeUp is 1 for a candidate node that is up (on the ring), 0 for one its health checks took out. */
   nodeUp: Gauge<'node'>;
+  /** countFastLane counts a push the proxy's fast lane took (pgw_director_fast_lane_pushes_total). */
+  countFastLane(): void;
+  discovery: Readonly<{
+    up: Gauge;
+    errors: Counter;
+    lastSuccess: Gauge;
+    /**
+     * setStatic says the members come from the configuration: they are never out of date, so the last-success
+     * timestamp reads the time of each scrape (a value set once would look stale and fire PgwDirectorDiscoveryStale).
+     */
+    setStatic(): void;
+  }>;
 }>;
 
 /** createMetrics creates the collectors and follows the placement's ring changes. */
@@ -102,6 +113,16 @@ export function createMetrics(placement: Placement): DirectorMetrics {
       for (const { labels, value } of pushCounts.values()) this.inc(labels, value);
     },
   });
+  let fastLanePushes = 0;
+  new Counter({
+    name: 'pgw_director_fast_lane_pushes_total',
+    help: 'Pushes the proxy\'s fast lane took; every other proxied push went through Node\'s HTTP server.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(fastLanePushes);
+    },
+  });
   const upstream = new PlainHistogram(
     'pgw_director_upstream_duration_seconds',
     'Time from forwarding a proxied push to the node\'s response headers.',
@@ -115,14 +136,22 @@ export function createMetrics(placement: Placement): DirectorMetrics {
     help: 'When the ring membership last changed, in Unix seconds.',
     registers: [registry],
   });
+  let staticMembers = false;
   const discovery = {
     up: new Gauge({ name: 'pgw_director_discovery_up', help: '1 when the last discovery sync succeeded.', registers: [registry] }),
     errors: new Counter({ name: 'pgw_director_discovery_errors_total', help: 'Failed discovery syncs.', registers: [registry] }),
     lastSuccess: new Gauge({
       name: 'pgw_director_discovery_last_success_timestamp_seconds',
-      help: 'When discovery last succeeded, in Unix seconds.',
+      help: 'When discovery last succeeded, in Unix seconds (the scrape time for static nodes, which are always current).',
       registers: [registry],
+      collect() {
+        if (staticMembers) this.set(Date.now() / 1000);
+      },
     }),
+    setStatic() {
+      staticMembers = true;
+      discovery.up.set(1);
+    },
   };
   const nodeUp = new Gauge({
     name: 'pgw_director_node_up',
@@ -156,6 +185,9 @@ export function createMetrics(placement: Placement): DirectorMetrics {
     },
     observeUpstream(node: string, seconds: number) {
       upstream.observeNode(node, seconds);
+    },
+    countFastLane() {
+      fastLanePushes++;
     },
     discovery,
     nodeUp,

@@ -34,14 +34,10 @@ export type PlacementOptions = Readonly<{
 
 /** Placement is the director's one mutable piece of routing state. Emits `change` (RingChange) on every swap. */
 export class Placement extends EventEmitter {
-  /** The current ring. Read it once per request. */
-  ring: Ring;
-  /** Set while the first membership is still unknown; cleared by the first update. */
-  pendingReason: string | undefined;
-  /** Why the ring is empty, when the last update said (e.g. every node failed its health checks). */
-  emptyReason: string | undefined;
-  /** When the ring last changed (start-up counts). */
-  changedAt: Date = new Date();
+  private currentRing: Ring;
+  private pending: string | undefined;
+  private empty: string | undefined;
+  private lastChange: Date = new Date();
   /** The hash key mode in force. */
   readonly hashKey: HashKeyMode;
   private readonly vnodes: number;
@@ -52,8 +48,28 @@ export class Placement extends EventEmitter {
     this.vnodes = options.vnodes;
     this.hashKey = options.hashKey;
     this.hasher = createKeyHasher(options.hashKey);
-    this.pendingReason = options.pendingReason;
-    this.ring = buildRing([], { vnodes: options.vnodes });
+    this.pending = options.pendingReason;
+    this.currentRing = buildRing([], { vnodes: options.vnodes });
+  }
+
+  /** The current ring. Read it once per request. Only `update` replaces it. */
+  get ring(): Ring {
+    return this.currentRing;
+  }
+
+  /** Set while the first membership is still unknown; cleared by the first update. */
+  get pendingReason(): string | undefined {
+    return this.pending;
+  }
+
+  /** Why the ring is empty, when the last update said (e.g. every node failed its health checks). */
+  get emptyReason(): string | undefined {
+    return this.empty;
+  }
+
+  /** When the ring last changed (start-up counts). */
+  get changedAt(): Date {
+    return this.lastChange;
   }
 
   /**
@@ -63,10 +79,10 @@ export class Placement extends EventEmitter {
    */
   update(nodes: readonly Node[], why: UpdateReasons = {}): RingChange | undefined {
     const next = dedupeNodes(nodes);
-    const previous = this.ring.nodes;
-    const wasPending = this.pendingReason !== undefined;
-    this.pendingReason = undefined;
-    this.emptyReason = next.length === 0 ? why.emptyReason : undefined;
+    const previous = this.currentRing.nodes;
+    const wasPending = this.pending !== undefined;
+    this.pending = undefined;
+    this.empty = next.length === 0 ? why.emptyReason : undefined;
     if (sameMembers(previous, next) && !wasPending) return undefined;
     const ring = buildRing(next, { vnodes: this.vnodes });
     const before = new Map(previous.map((node) => [node.id, node.url]));
@@ -78,8 +94,8 @@ export class Placement extends EventEmitter {
       reasons: why.reasons ?? {},
       at: new Date(),
     };
-    this.ring = ring;
-    this.changedAt = change.at;
+    this.currentRing = ring;
+    this.lastChange = change.at;
     this.emit('change', change);
     return change;
   }

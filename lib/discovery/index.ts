@@ -32,8 +32,7 @@ export function createDiscovery(
     start() {
       if (config.defaultNode) logger.info({ node: config.nodes[0]?.url }, 'no --node or --consul.address given: using the local Pushgateway');
       startStatic(candidates, config.nodes);
-      metrics.discovery.up.set(1);
-      metrics.discovery.lastSuccess.set(Date.now() / 1000);
+      metrics.discovery.setStatic();
     },
     async stop() {},
   };

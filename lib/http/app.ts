@@ -6,52 +6,13 @@ import express, { type ErrorRequestHandler, type Express, type RequestHandler } 
 import type { Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 
-import { parseGroupingKey, toDisplayLabels } from '../core/grouping-key';
-import { canonicalKey } from '../core/key-hash';
+import { describeLookup, describeRing } from '../inspect';
 import type { DirectorMetrics } from '../metrics';
 import type { Placement } from '../placement';
 import { sendText } from './text';
 
 /** AppDeps are what the app reads; it changes none of them. `routers` are mounted after the built-in routes. */
 export type AppDeps = Readonly<{ placement: Placement; metrics: DirectorMetrics; logger: Logger; routers?: readonly RequestHandler[] }>;
-
-/** describeRing renders the ring for /api/v1/ring and the `ring` command. */
-export function describeRing(placement: Placement): Record<string, unknown> {
-  const ring = placement.ring;
-  const shares = ring.shares();
-  return {
-    members: ring.nodes.map((node, i) => ({ id: node.id, url: node.url, share: shares[i] ?? 0 })),
-    vnodes: ring.vnodes,
-    points: ring.points,
-    hash_key: placement.hashKey,
-    last_change: placement.changedAt.toISOString(),
-    ...(placement.pendingReason === undefined ? {} : { pending: placement.pendingReason }),
-  };
-}
-
-/** describeLookup renders the placement of one push path for /api/v1/lookup and the `lookup` command. */
-export function describeLookup(
-  placement: Placement,
-  path: string,
-): { ok: true; body: Record<string, unknown> } | { ok: false; status: number; message: string } {
-  const rawPath = path.split('?', 1)[0] ?? '';
-  // Node hands request targets over one byte per code unit; a path typed by a person is text: make it bytes.
-  const parsed = parseGroupingKey(Buffer.from(rawPath, 'utf8').toString('latin1'));
-  if (!parsed.ok) return parsed;
-  const hash = placement.hash(parsed.key, parsed.path);
-  const node = placement.ring.lookup(hash);
-  return {
-    ok: true,
-    body: {
-      path,
-      labels: toDisplayLabels(parsed.key),
-      canonical_key: canonicalKey(parsed.key),
-      hash_key: placement.hashKey,
-      hash,
-      node: node === undefined ? null : { id: node.id, url: node.url },
-    },
-  };
-}
 
 /** createApp returns the Express app for everything that is not a push. */
 export function createApp(deps: AppDeps): Express {
@@ -62,10 +23,31 @@ export function createApp(deps: AppDeps): Express {
   app.use(
     pinoHttp({
       logger,
-      customLogLevel: (_req, res, error) => {
-        if (error !== undefined || res.statusCode >= 500) return 'error';
-        if (res.statusCode >= 400) return 'warn';
+      // A probe polling /-/ready while the ring is empty, or a scanner walking unknown paths, must not flood the
+      // log: their answers are expected and say it all. Errors of the director's own making stay at error.
+      customLogLevel: (req, res, error) => {
+        if (error !== undefined) return 'error';
+        if (res.statusCode === 503 && req.url === '/-/ready') return 'debug';
+        if (res.statusCode >= 500) return 'error';
+        if (res.statusCode === 404 || res.statusCode === 405) return 'debug';
+        if (res.statusCode >= 400) return 'info';
         return 'debug';
+      },
+      // A 5xx the app answered on purpose (an empty ring's 503) is no exception: pino-http would invent an Error
+      // with a stack for it. Keep real errors, which the error handler below also logs.
+      customErrorObject: (_req, res, error, value: Record<string, unknown>) => {
+        if (error.message !== `failed with status code ${res.statusCode}`) return value;
+        return Object.fromEntries(Object.entries(value).filter(([key]) => key !== 'err'));
+      },
+      // A request is logged by what identifies it, not by every header a client (or a scanner) chose to send.
+      serializers: {
+        req: (req: { id?: unknown; method?: string; url?: string; remoteAddress?: string }) => ({
+          id: req.id,
+          method: req.method,
+          url: req.url,
+          remoteAddress: req.remoteAddress,
+        }),
+        res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
       },
     }),
   );
@@ -89,10 +71,10 @@ export function createApp(deps: AppDeps): Express {
     }
     const result = describeLookup(placement, path);
     if (!result.ok) {
-      res.status(400).json({ status: 'error', errorType: 'bad_data', error: result.message });
+      res.status(result.status).json({ status: 'error', errorType: 'bad_data', error: result.message });
       return;
     }
-    res.json({ status: 'success', data: result.body });
+    res.json({ status: 'success', data: result.view });
   });
 
   for (const router of deps.routers ?? []) app.use(router);

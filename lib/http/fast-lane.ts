@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 
 import type { PushMode } from '../config';
 import type { FanOut } from '../fanout';
+import type { DirectorMetrics } from '../metrics';
 import type { Placement } from '../placement';
 import { type Downstream, type Proxy, type PushRequest, type Relay, SMALL_BODY_BYTES } from './proxy';
 import { followsRedirects, placePush } from './push';
@@ -28,6 +29,7 @@ export type FastLaneOptions = Readonly<{
   placement: Placement;
   mode: PushMode;
   proxy: Proxy;
+  metrics: DirectorMetrics;
   logger: Logger;
   headersTimeoutMs: number;
   keepAliveTimeoutMs: number;
@@ -209,6 +211,7 @@ class Connection implements Downstream {
 
     this.pending = data.length > push.size ? data.subarray(push.size) : undefined;
     this.closeAfter ||= push.close;
+    options.metrics.countFastLane();
     if (this.lane.debug) options.logger.debug({ method: push.method, url: push.target, node: placed.node.id, lane: 'fast' }, 'push proxied');
     this.relay = options.proxy.open(push, placed.node, this, false);
     this.relay.send(push.body.length > 0 ? push.body : undefined);

@@ -51,9 +51,24 @@ export type NodeClient = Readonly<{
   request(node: Node, path: string, init?: RequestInit & { timeoutMs?: number }): Promise<Response>;
 }>;
 
+/**
+ * statusMessage describes a node's unexpected answer in one line. A 401 or 403 says which settings carry the
+ * director's credentials, since that is the usual cause: a Pushgateway behind basic auth.
+ */
+export function statusMessage(action: string, node: Node, status: number, sentCredentials: boolean): string {
+  if (status === 401 || status === 403) {
+    const fix = sentCredentials
+      ? 'the node refused the director\'s credentials (--node.basic-auth.* or --node.authorization.*)'
+      : 'the node wants credentials: set --node.basic-auth.username and --node.basic-auth.password-file, or --node.authorization.credentials-file';
+    return `${action} ${node.id}: HTTP ${status}: ${fix}`;
+  }
+  return `${action} ${node.id}: HTTP ${status}`;
+}
+
 /** createNodeClient returns a NodeClient. */
 export function createNodeClient(options: NodeClientOptions): NodeClient {
   const fetchFn = options.fetchFn ?? (options.lookup === undefined ? fetch : createLookupFetch(options.lookup));
+  const fail = (action: string, node: Node, status: number): string => statusMessage(action, node, status, options.authorization !== undefined);
 
   const request = async (node: Node, path: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<Response> => {
     const { timeoutMs, ...rest } = init;
@@ -64,7 +79,10 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
 
   const listGroups = async (node: Node): Promise<Group[]> => {
     const response = await request(node, '/api/v1/metrics');
-    if (!response.ok) throw new Error(`listing ${node.id}: HTTP ${response.status}`);
+    if (!response.ok) {
+      await response.arrayBuffer();
+      throw new Error(fail('listing', node, response.status));
+    }
     const doc = (await response.json()) as { data?: unknown };
     if (!Array.isArray(doc.data)) throw new Error(`listing ${node.id}: no data array`);
     const groups: Group[] = [];
@@ -79,7 +97,7 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
   const deleteGroup = async (node: Node, labels: Readonly<Record<string, string>>): Promise<void> => {
     const response = await request(node, groupPath(labels), { method: 'DELETE' });
     await response.arrayBuffer();
-    if (response.status !== 202 && response.status !== 200) throw new Error(`deleting from ${node.id}: HTTP ${response.status}`);
+    if (response.status !== 202 && response.status !== 200) throw new Error(fail('deleting from', node, response.status));
   };
 
   const sendGroup = async (method: 'PUT' | 'POST', node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => {
@@ -89,7 +107,7 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
       headers: { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' },
     });
     const text = await response.text();
-    if (response.status !== 200 && response.status !== 202) throw new Error(`pushing to ${node.id}: HTTP ${response.status} ${text.trim()}`);
+    if (response.status !== 200 && response.status !== 202) throw new Error(`${fail('pushing to', node, response.status)} ${text.trim()}`.trim());
   };
 
   const putGroup = (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => sendGroup('PUT', node, labels, body);

@@ -9,6 +9,7 @@ import { Gauge, Pushgateway as PromClientPushgateway, Registry } from 'prom-clie
 
 import { parseGroupingKey } from '../../lib/core/grouping-key';
 import { type TestDirector, directorFromFlags } from '../support/director';
+import { until } from '../support/wait';
 import {
   type Group,
   type Pushgateway,
@@ -108,8 +109,8 @@ describe('end to end: real Pushgateways, real clients', () => {
         }
         const del = await run(pusher, [url, 'delete', c.job, '0', ...labelArgs]);
         assert.equal(del.code, 0, del.stderr);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        assert.equal((await holders(nodes, stored)).length, 0, 'the group survived its delete');
+        // The Pushgateway applies a delete after answering it: wait for it to take effect.
+        await until(async () => (await holders(nodes, stored)).length === 0, 'the group survived its delete');
       });
     }
   });
@@ -142,8 +143,8 @@ describe('end to end: real Pushgateways, real clients', () => {
       const target = `${urls.get('redirect') as string}/metrics/job/curl_0/instance/box`;
       const result = await run('curl', ['-sS', '--fail', '-L', '-X', 'DELETE', target]);
       assert.equal(result.code, 0, result.stderr);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.equal((await holders(nodes, { job: 'curl_0', instance: 'box' })).length, 0);
+      // The Pushgateway applies a delete after answering it: wait for it to take effect.
+      await until(async () => (await holders(nodes, { job: 'curl_0', instance: 'box' })).length === 0, 'the group to be deleted');
     });
   });
 
@@ -162,8 +163,8 @@ describe('end to end: real Pushgateways, real clients', () => {
         }
         const del = await run(python, [script, url, 'delete', job, '0', ...labelArgs]);
         assert.equal(del.code, 0, del.stderr);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        assert.equal((await holders(nodes, { job, ...labels })).length, 0);
+        // The Pushgateway applies a delete after answering it: wait for it to take effect.
+        await until(async () => (await holders(nodes, { job, ...labels })).length === 0, 'the group to be deleted');
       });
     }
 
@@ -191,8 +192,8 @@ describe('end to end: real Pushgateways, real clients', () => {
         await gateway.pushAdd({ jobName: job, groupings });
         await assertOnce(nodes, directors.get(mode) as TestDirector, { job, ...groupings }, `/metrics/job/${job}/zone/z-1/instance/n1`, '2');
         await gateway.delete({ jobName: job, groupings });
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        assert.equal((await holders(nodes, { job, ...groupings })).length, 0);
+        // The Pushgateway applies a delete after answering it: wait for it to take effect.
+        await until(async () => (await holders(nodes, { job, ...groupings })).length === 0, 'the group to be deleted');
       });
     }
   });

@@ -54,8 +54,10 @@ describe('consul discovery', () => {
     await until(() => members().join() === '127.0.0.1:9101,127.0.0.1:9102', 'b joins');
     consul.setStatus('a', 'critical');
     await until(() => members().join() === '127.0.0.1:9102', 'a leaves when critical');
+    const asked = consul.healthRequests();
     consul.setStatus('a', 'warning');
-    await sleep(150);
+    // The director asks again only once it has applied the answer the change woke.
+    await until(() => consul.healthRequests() > asked, 'the answer after the change');
     assert.deepEqual(members(), ['127.0.0.1:9102'], 'warning is not passing');
     consul.setStatus('a', 'passing');
     await until(() => members().length === 2, 'a comes back');
@@ -87,7 +89,7 @@ describe('consul discovery', () => {
     await start();
     await until(() => members().length === 1, 'a');
     await consul.down();
-    await sleep(500);
+    await until(() => director.log.lines.some((l) => String(l['msg']).startsWith('consul unreachable: ECONNREFUSED')), 'the outage is seen');
     assert.deepEqual(members(), ['127.0.0.1:9101']);
     assert.equal((await request(director.server).put('/metrics/job/j')).status, 307);
     consul.add({ id: 'b', port: 9102 });
@@ -99,6 +101,19 @@ describe('consul discovery', () => {
     const metrics = await request(director.server).get('/metrics');
     assert.match(metrics.text, /pgw_director_discovery_errors_total [1-9]/);
     assert.match(metrics.text, /pgw_director_discovery_up 1/);
+  });
+
+  it('says discovery is up again on the first good answer, not a whole blocking wait later', async () => {
+    consul = await startConsulDouble();
+    consul.add({ id: 'a', port: 9101 });
+    // A wait far longer than the until() below: a blocking query after the outage would miss it.
+    await start(['--consul.wait=30s']);
+    await until(() => members().length === 1, 'a');
+    const up = async (): Promise<number> => (await director.metrics.discovery.up.get()).values[0]?.value ?? -1;
+    await consul.down();
+    await until(async () => (await up()) === 0, 'discovery_up 0 while consul is down');
+    await consul.up();
+    await until(async () => (await up()) === 1, 'discovery_up 1 once consul answers', 5000);
   });
 
   it('keeps the ring when consul answers 500, garbage, or JSON of the wrong shape', async () => {
@@ -133,8 +148,9 @@ describe('consul discovery', () => {
     consul.add({ id: 'a', port: 9101 });
     await start();
     await until(() => members().length === 1, 'a');
+    const asked = consul.healthRequests();
     consul.resetIndex(3);
-    await sleep(100);
+    await until(() => consul.healthRequests() > asked, 'the director asks after the reset');
     consul.add({ id: 'b', port: 9102 });
     await until(() => members().length === 2, 'b after the reset');
     const indexes = consul.requests.filter((r) => r.path.startsWith('/v1/health')).map((r) => r.query.get('index'));

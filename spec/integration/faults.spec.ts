@@ -16,7 +16,7 @@ const NODES = Array.from({ length: 7 }, (_, i) => `http://10.0.${i}.1:9091`);
 
 async function startBin(port: number, nodes: string[]): Promise<ChildProcess> {
   // The nodes are never contacted (the spec reads the 307s only): no health checks, which would contact them.
-  const args = [`--web.listen-address=127.0.0.1:${port}`, '--log.level=warn', '--node.health-interval=0'];
+  const args = [`--web.listen-address=127.0.0.1:${port}`, '--log.level=warn', '--node.health-interval=0', '--reconcile.interval=0'];
   const child = spawn(process.execPath, [BIN, ...args, ...nodes.flatMap((n) => ['--node', n])], {
     stdio: 'ignore',
   });

@@ -5,7 +5,9 @@ import { before, describe, it } from 'node:test';
 
 import request from 'supertest';
 
+import { startBackend } from '../support/backend';
 import { type TestDirector, directorFromFlags } from '../support/director';
+import { until } from '../support/wait';
 
 const BIN = join(__dirname, '..', '..', 'bin', 'pgw-director.js');
 
@@ -100,6 +102,38 @@ describe('inspection endpoints', () => {
     const text = (await request(director.server).get('/metrics')).text;
     assert.match(text, /^pgw_director_ring_changes_total 2$/m);
     assert.match(text, /^pgw_director_ring_members 1$/m);
+  });
+});
+
+describe('the log under probes and scanners', () => {
+  it('logs a 503 from /-/ready and a 404 at debug, by method and URL only, without a stack or headers', async () => {
+    // Never started: the ring waits for Consul, so /-/ready answers 503.
+    const director = directorFromFlags(['--consul.address=127.0.0.1:1']);
+    assert.equal((await request(director.server).get('/-/ready')).status, 503);
+    assert.equal((await request(director.server).get('/wp-login.php').set('X-Scanner', 'probe-header-value')).status, 404);
+    const lines = director.log.lines.filter((line) => ['/-/ready', '/wp-login.php'].includes(String((line['req'] as { url?: string } | undefined)?.url)));
+    assert.equal(lines.length, 2, 'both requests are still logged at debug');
+    for (const line of lines) {
+      assert.equal(line['level'], 20, JSON.stringify(line));
+      assert.deepEqual(Object.keys(line['req'] as object).sort(), ['id', 'method', 'remoteAddress', 'url']);
+    }
+    assert.ok(!director.log.raw.join('\n').includes('probe-header-value'), 'request headers reached the log');
+    assert.ok(!director.log.raw.join('\n').includes('"stack"'), 'a stack trace reached the log');
+  });
+});
+
+describe('periodic reconciliation', () => {
+  it('runs the first pass as soon as the ring is known, not an interval later', async () => {
+    const node = await startBackend((_req, res) => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":"success","data":[]}'));
+    const director = directorFromFlags(['--node', node.url, '--reconcile.interval=1h']);
+    try {
+      await director.listen();
+      await until(() => node.received.some((r) => r.method === 'GET' && r.url === '/api/v1/metrics'), 'the first pass lists the node');
+      await until(() => director.log.lines.some((line) => line['msg'] === 'reconciliation pass done'), 'the first pass ends');
+    } finally {
+      await director.close();
+      await node.close();
+    }
   });
 });
 

@@ -49,7 +49,7 @@ describe('proxying to an https Pushgateway', () => {
     const port = await freePort();
     // Health checks off: the spec counts every request the node sees, and a node with an untrusted certificate
     // must answer the push's own TLS error, not be taken out of the ring first.
-    const args = [`--web.listen-address=127.0.0.1:${port}`, '--mode=proxy', '--node.health-interval=0', '--node', nodeUrl, '--log.level=error'];
+    const args = [`--web.listen-address=127.0.0.1:${port}`, '--mode=proxy', '--node.health-interval=0', '--node', nodeUrl, '--log.level=error', '--reconcile.interval=0'];
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, ...env },
       stdio: 'ignore',

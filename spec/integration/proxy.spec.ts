@@ -9,6 +9,7 @@ import request from 'supertest';
 
 import { type Backend, startBackend } from '../support/backend';
 import { type TestDirector, directorFromFlags } from '../support/director';
+import { until } from '../support/wait';
 
 describe('proxy mode', () => {
   let backend: Backend;
@@ -207,24 +208,30 @@ describe('proxy errors', () => {
       req.end();
     });
     assert.equal(status, 413);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.ok(aborted || backend.received.every((r) => r.bytes < 128 * 1024), 'the node received the whole body');
+    // A push after it, counted at the node, marks the point by which the refused one would have arrived.
+    const after = await request(director.server).put('/metrics/job/after').send('m 1\n');
+    assert.equal(after.status, 200);
+    await until(() => backend.received.some((r) => r.url === '/metrics/job/after'), 'the next push to reach the node');
+    assert.ok(aborted || backend.received.every((r) => r.url !== '/metrics/job/j'), 'the node received the refused body');
     await director.close();
     await backend.close();
   });
 
   it('aborts the upstream request when the client goes away', async () => {
     let upstreamClosed = false;
+    let arrived = false;
     const backend = await startBackend(() => undefined);
-    backend.server.on('request', (req: http.IncomingMessage) => req.socket.on('close', () => (upstreamClosed = true)));
+    backend.server.on('request', (req: http.IncomingMessage) => {
+      arrived = true;
+      req.socket.on('close', () => (upstreamClosed = true));
+    });
     const director = directorFromFlags(['--mode=proxy', '--node', backend.url]);
     const address = await director.listen();
     const socket = net.connect(address.port, '127.0.0.1');
     socket.write('PUT /metrics/job/gone HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nm 1\n');
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await until(() => arrived, 'the push to reach the node');
     socket.destroy();
-    for (let i = 0; i < 40 && !upstreamClosed; i++) await new Promise((resolve) => setTimeout(resolve, 25));
-    assert.ok(upstreamClosed, 'the upstream connection stayed open');
+    await until(() => upstreamClosed, 'the director to close the request to the node', 2000);
     await director.close();
     await backend.close();
   });

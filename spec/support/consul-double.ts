@@ -18,6 +18,7 @@
  * (500), `object` (valid JSON that is not the documented array), `instant` (blocking queries answer at once, index
  * unchanged), and `resetIndex` (the index goes backwards).
  */
+import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -34,7 +35,7 @@ export type ServiceEntry = {
   node: string;
   nodeAddress: string;
   status: Status;
-  check?: { http: string; intervalMs: number; timeoutMs: number; timer?: NodeJS.Timeout };
+  check?: { http: string; intervalMs: number; timeoutMs: number; headers: Record<string, string[]>; timer?: NodeJS.Timeout };
 };
 
 /** KvEntry is one key of the double's KV store. */
@@ -59,8 +60,10 @@ function lowerKeys(value: unknown): Record<string, unknown> {
   return out;
 }
 
-/** ConsulDouble is a running double; change its state and watch the director follow. */
-export class ConsulDouble {
+/**
+ * ConsulDouble is a running double; change its state and watch the director follow. It emits `check` (service id, HTTP status or 0 for no answer) each time it has run an HTTP check.
+ */
+export class ConsulDouble extends EventEmitter {
   index = 1;
   fault: Fault = 'none';
   slowMs = 2000;
@@ -80,6 +83,7 @@ export class ConsulDouble {
   port = 0;
 
   constructor() {
+    super();
     this.server = this.createServer();
   }
 
@@ -388,7 +392,15 @@ export class ConsulDouble {
       const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
       const intervalMs = parseDurationMs(text(check['interval']), 10_000);
       const timeoutMs = parseDurationMs(text(check['timeout']), 10_000);
-      entry.check = { http: check['http'], intervalMs, timeoutMs };
+      // agent/check.mdx: Header is a map of header names to lists of values, sent with every HTTP check.
+      const header = check['header'];
+      const headers: Record<string, string[]> = {};
+      if (header !== null && typeof header === 'object' && !Array.isArray(header)) {
+        for (const [name, values] of Object.entries(header as Record<string, unknown>)) {
+          if (Array.isArray(values) && values.every((v) => typeof v === 'string')) headers[name] = values;
+        }
+      }
+      entry.check = { http: check['http'], intervalMs, timeoutMs, headers };
     }
     const previous = this.services.get(id);
     if (previous?.check?.timer) clearInterval(previous.check.timer);
@@ -407,13 +419,17 @@ export class ConsulDouble {
   private probe(entry: ServiceEntry): void {
     const check = entry.check;
     if (!check) return;
-    const req = http.get(check.http, { timeout: check.timeoutMs }, (answer) => {
+    const req = http.get(check.http, { timeout: check.timeoutMs, headers: check.headers }, (answer) => {
       answer.resume();
       const code = answer.statusCode ?? 0;
       this.setStatus(entry.id, code >= 200 && code < 300 ? 'passing' : code === 429 ? 'warning' : 'critical');
+      this.emit('check', entry.id, code);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => this.setStatus(entry.id, 'critical'));
+    req.on('error', () => {
+      this.setStatus(entry.id, 'critical');
+      this.emit('check', entry.id, 0);
+    });
   }
 }
 

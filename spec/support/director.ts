@@ -25,16 +25,17 @@ export class LogSink extends Writable {
 export type TestDirector = Director & { log: LogSink };
 
 /**
- * directorFromFlags builds (but does not start) a director from command-line flags. Health checks are off unless the
- * flags turn them on (`--node.health-interval=...`, the last one wins): many specs name nodes that do not listen, or
- * addresses outside loopback that a spec must never contact.
+ * directorFromFlags builds (but does not start) a director from command-line flags. Health checks and periodic
+ * reconciliation are off unless the flags turn them on (the last flag wins): many specs name nodes that do not listen,
+ * or addresses outside loopback that a spec must never contact, and specs count the requests their nodes receive.
  */
 export function directorFromFlags(
   flags: readonly string[],
   env: Record<string, string> = {},
   options: DirectorOptions = {},
 ): TestDirector {
-  const config = parseConfig(parseFlags(['--web.listen-address=127.0.0.1:0', '--log.level=debug', '--node.health-interval=0', ...flags]).values, env);
+  const defaults = ['--web.listen-address=127.0.0.1:0', '--log.level=debug', '--node.health-interval=0', '--reconcile.interval=0'];
+  const config = parseConfig(parseFlags([...defaults, ...flags]).values, env);
   const log = new LogSink();
   const director = createDirector(config, createLogger(config.logLevel, log), options);
   return { ...director, log };

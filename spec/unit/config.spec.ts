@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { ConfigError, parseConfig, parseDuration, parseFlags, parseListenAddress, parseSize } from '../../lib/config';
+import { ConfigError, OPTIONS, nearestFlag, parseCommand, parseConfig, parseDuration, parseFlags, parseListenAddress, parseSize } from '../../lib/config';
 
 const config = (argv: string[], env: Record<string, string> = {}) => parseConfig(parseFlags(argv).values, env);
 
@@ -13,6 +13,16 @@ function yamlFile(text: string): string {
   writeFileSync(join(dir, 'config.yml'), text);
   return join(dir, 'config.yml');
 }
+
+function secretFile(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pgw-secret-'));
+  writeFileSync(join(dir, 'secret'), text);
+  return join(dir, 'secret');
+}
+
+const refuses = (argv: string[], message: RegExp): void => {
+  assert.throws(() => config(argv), (error: Error) => error instanceof ConfigError && message.test(error.message));
+};
 
 describe('parseConfig', () => {
   it('defaults to the local Pushgateway on :9292 in redirect mode', () => {
@@ -69,7 +79,9 @@ describe('parseConfig', () => {
     ['a bad health interval', ['--node.health-interval=5'], /--node.health-interval: invalid duration "5"/],
     ['a zero fall', ['--node.health-fall=0'], /--node.health-fall must be an integer from 1 to 100; got "0"/],
     ['a fractional rise', ['--node.health-rise=1.5'], /--node.health-rise must be an integer from 1 to 100; got "1.5"/],
-    ['an unknown flag', ['--bogus'], /Unknown option '--bogus'/],
+    ['an unknown flag', ['--bogus'], /^unknown flag --bogus$/],
+    ['a mistyped flag, naming the nearest', ['--ring.vnode=5'], /^unknown flag --ring.vnode \(did you mean --ring.vnodes\?\)$/],
+    ['a flag with the wrong word, naming the nearest', ['--consul.adress=c:8500'], /did you mean --consul.address\?/],
     ['a bad vnode count', ['--ring.vnodes=0'], /--ring.vnodes must be an integer from 1 to 100000/],
     ['a bad mode', ['--mode=teleport'], /--mode must be one of redirect, proxy, auto/],
     ['a bad hash key', ['--hash.key=raw'], /--hash.key must be one of grouping-key, path/],
@@ -78,11 +90,41 @@ describe('parseConfig', () => {
     ['a bad duration', ['--proxy.timeout=10'], /--proxy.timeout: invalid duration "10"/],
     ['static nodes with Consul', ['--node=http://a:1', '--consul.address=c:8500'], /exclude each other/],
     ['registration without Consul', ['--consul.register=http://a:1'], /--consul.register needs --consul.address/],
+    ['a Consul service without Consul', ['--consul.service=pgw'], /^--consul.service needs --consul.address$/],
+    ['a Consul tag without Consul', ['--consul.tag=prod'], /^--consul.tag needs --consul.address$/],
+    ['Consul deregistration without Consul', ['--consul.deregister-on-exit'], /^--consul.deregister-on-exit needs --consul.address$/],
+    ['a TTL under --hash.key=path, which runs no passes', ['--hash.key=path', '--group.ttl=1s'], /--group.ttl runs in reconciliation passes, which --hash.key=path turns off/],
+    ['draining a node that is still a --node', ['--node=http://a:1', '--node=http://b:2', '--reconcile.drain=http://b:2'], /--reconcile.drain=http:\/\/b:2 is also a --node/],
     ['a missing config file', ['--config.file=/nonexistent/x.yml'], /cannot read config file "\/nonexistent\/x.yml": ENOENT/],
   ];
   for (const [name, argv, message] of bad) {
     it(`refuses ${name}`, () => assert.throws(() => config(argv), (error: Error) => error instanceof ConfigError && message.test(error.message)));
   }
+
+  it('states each default once, in OPTIONS', () => {
+    const c = config(['--consul.address=c:8500']);
+    const defaults = new Map(OPTIONS.map((option) => [option.flag, option.default]));
+    assert.equal(`:${c.listen.port}`, defaults.get('web.listen-address'));
+    assert.equal(String(c.vnodes), defaults.get('ring.vnodes'));
+    assert.equal(c.hashKey, defaults.get('hash.key'));
+    assert.equal(c.mode, defaults.get('mode'));
+    assert.equal(c.logLevel, defaults.get('log.level'));
+    assert.equal(c.proxyTimeoutMs, parseDuration(defaults.get('proxy.timeout') ?? ''));
+    assert.equal(c.consul?.service, defaults.get('consul.service'));
+    assert.equal(c.consul?.scheme, defaults.get('consul.scheme'));
+    assert.equal(c.consul?.waitMs, parseDuration(defaults.get('consul.wait') ?? ''));
+    assert.equal(c.consul?.registerIntervalMs, parseDuration(defaults.get('consul.register-interval') ?? ''));
+  });
+
+  it('takes -h for --help', () => {
+    assert.equal(parseFlags(['-h']).values['help'], true);
+  });
+
+  it('refuses a flat dotted YAML key instead of ignoring it, naming the nested form', () => {
+    assert.throws(() => config([`--config.file=${yamlFile('ring.vnodes: 1\n')}`]), /flat key "ring.vnodes": nest it \(ring: \{vnodes: \.\.\.\}\)/);
+    assert.throws(() => config([`--config.file=${yamlFile('consul:\n  token.file: x\n')}`]), /unknown key "consul.token.file"/);
+    assert.throws(() => config([`--config.file=${yamlFile('ring.vnodez: 1\n')}`]), /unknown key "ring.vnodez"/);
+  });
 
   it('refuses unknown and mistyped YAML keys', () => {
     assert.throws(() => config([`--config.file=${yamlFile('nodez: [http://a:1]\n')}`]), /unknown key "nodez"/);
@@ -91,13 +133,144 @@ describe('parseConfig', () => {
   });
 });
 
+describe('node credentials', () => {
+  it('builds a Basic header from a user name and a password file, trimming its newline', () => {
+    const c = config(['--node.basic-auth.username=director', `--node.basic-auth.password-file=${secretFile('s3cret\n')}`]);
+    assert.equal(c.nodeAuthorization, `Basic ${Buffer.from('director:s3cret').toString('base64')}`);
+  });
+
+  it('builds a Bearer header from a credentials file, or another scheme with --node.authorization.type', () => {
+    const file = secretFile('tok-123\n');
+    assert.equal(config([`--node.authorization.credentials-file=${file}`]).nodeAuthorization, 'Bearer tok-123');
+    assert.equal(config([`--node.authorization.credentials-file=${file}`, '--node.authorization.type=Token']).nodeAuthorization, 'Token tok-123');
+  });
+
+  it('reads node_auth from the YAML file, and hands the header to the Consul check', () => {
+    const file = yamlFile(`consul:\n  address: c:8500\nnode_auth:\n  basic_auth:\n    username: u\n    password_file: ${secretFile('p')}\n`);
+    const c = config([`--config.file=${file}`]);
+    assert.equal(c.nodeAuthorization, `Basic ${Buffer.from('u:p').toString('base64')}`);
+    assert.equal(c.consul?.nodeAuthorization, c.nodeAuthorization);
+  });
+
+  it('refuses an inline password or token in the YAML file, pointing at the _file key', () => {
+    const file = yamlFile('node_auth:\n  basic_auth:\n    username: u\n    password: hunter2\n');
+    assert.throws(() => config([`--config.file=${file}`]), /node_auth.basic_auth.password: put it in a file and name the file with password_file/);
+  });
+
+  it('sends nothing by default', () => {
+    assert.equal(config([]).nodeAuthorization, undefined);
+  });
+
+  const bad: [string, string[], RegExp][] = [
+    ['a user without a password file', ['--node.basic-auth.username=u'], /--node.basic-auth.username needs --node.basic-auth.password-file/],
+    ['a password file without a user', [`--node.basic-auth.password-file=${secretFile('p')}`], /needs --node.basic-auth.username/],
+    ['both kinds at once', ['--node.basic-auth.username=u', `--node.basic-auth.password-file=${secretFile('p')}`, `--node.authorization.credentials-file=${secretFile('t')}`], /exclude each other/],
+    ['a missing file', ['--node.authorization.credentials-file=/nonexistent/t'], /--node.authorization.credentials-file: cannot read "\/nonexistent\/t": ENOENT/],
+    ['an empty file', [`--node.authorization.credentials-file=${secretFile('\n')}`], /is empty/],
+    ['a file with a line break inside', [`--node.authorization.credentials-file=${secretFile('a\nb')}`], /control character or a line break/],
+    ['type Basic', [`--node.authorization.credentials-file=${secretFile('t')}`, '--node.authorization.type=Basic'], /use --node.basic-auth.username/],
+    ['a type without credentials', ['--node.authorization.type=Token'], /--node.authorization.type needs --node.authorization.credentials-file/],
+    ['a colon in the user name', ['--node.basic-auth.username=a:b', `--node.basic-auth.password-file=${secretFile('p')}`], /cannot hold a colon/],
+  ];
+  for (const [name, argv, message] of bad) it(`refuses ${name}`, () => refuses(argv, message));
+
+  it('never puts the secret in an error message', () => {
+    const file = secretFile('hunter2\nhunter3');
+    assert.throws(() => config([`--node.authorization.credentials-file=${file}`]), (error: Error) => !error.message.includes('hunter'));
+  });
+});
+
+describe("dynamic-sharding's config file", () => {
+  // Its sample file, as its README ships it.
+  const SAMPLE = [
+    'consul_server:',
+    '  addr: 127.0.0.1:8500',
+    '  username:',
+    '  password:',
+    '  register_service_name: pushgateway',
+    'http_listen_addr: :9292',
+    'pushgateway:',
+    '  port: 9091',
+    '  servers:',
+    '    - 127.0.0.2',
+    '    - 127.0.0.3',
+    '',
+  ].join('\n');
+
+  it('is read as it is: Consul, service, listen address, and each server registered in Consul, placed by path', () => {
+    const c = config([`--config.file=${yamlFile(SAMPLE)}`]);
+    assert.equal(c.consul?.address, '127.0.0.1:8500');
+    assert.equal(c.consul?.service, 'pushgateway');
+    assert.deepEqual(c.listen, { host: undefined, port: 9292 });
+    assert.deepEqual(c.consul?.register.map((node) => node.url), ['http://127.0.0.2:9091', 'http://127.0.0.3:9091']);
+    assert.equal(c.hashKey, 'path');
+    assert.equal(c.reconcile.intervalMs, 0);
+    assert.match(c.notices.join('\n'), /is dynamic-sharding's: read as --hash.key=path/);
+  });
+
+  it('lets flags win, --hash.key included', () => {
+    const c = config([`--config.file=${yamlFile(SAMPLE)}`, '--hash.key=grouping-key', '--web.listen-address=127.0.0.1:9393']);
+    assert.equal(c.hashKey, 'grouping-key');
+    assert.equal(c.reconcile.intervalMs, 60_000);
+    assert.deepEqual(c.listen, { host: '127.0.0.1', port: 9393 });
+  });
+
+  it('takes the servers as static nodes when it names no Consul', () => {
+    const c = config([`--config.file=${yamlFile('http_listen_addr: :9292\npushgateway:\n  port: 9091\n  servers: [127.0.0.2]\n')}`]);
+    assert.deepEqual(c.nodes.map((node) => node.url), ['http://127.0.0.2:9091']);
+    assert.equal(c.consul, undefined);
+  });
+
+  it('refuses its unused username and password, saying how to pass a token', () => {
+    for (const key of ['username', 'password']) {
+      const file = yamlFile(SAMPLE.replace(`  ${key}:`, `  ${key}: someone`));
+      assert.throws(() => config([`--config.file=${file}`]), new RegExp(`consul_server.${key}: dynamic-sharding never used it .*CONSUL_HTTP_TOKEN or --consul.token-file`));
+    }
+  });
+
+  it('refuses unknown keys in its sections, and a file mixing both formats', () => {
+    assert.throws(() => config([`--config.file=${yamlFile(`${SAMPLE}  extra: 1\n`)}`]), /unknown key "pushgateway.extra"/);
+    assert.throws(() => config([`--config.file=${yamlFile(`${SAMPLE}mode: proxy\n`)}`]), /mixes dynamic-sharding's keys \(consul_server, http_listen_addr, pushgateway\) with pgw-director's \(mode\)/);
+    assert.throws(() => config([`--config.file=${yamlFile('pushgateway:\n  servers: [a]\n')}`]), /pushgateway.port must be a port number/);
+  });
+});
+
+describe('parseCommand', () => {
+  const c = config(['--node=http://a:1']);
+  it('serves without a command, and passes lookup its paths', () => {
+    assert.deepEqual(parseCommand([], c), { command: undefined, args: [] });
+    assert.deepEqual(parseCommand(['lookup', '/metrics/job/a'], c), { command: 'lookup', args: ['/metrics/job/a'] });
+  });
+  const bad: [string, string[], RegExp, string[]?][] = [
+    ['an unknown command', ['serve'], /unknown command "serve"/],
+    ['arguments to ring', ['ring', 'extra'], /^ring takes no arguments; got "extra"$/],
+    ['arguments to reconcile', ['reconcile', 'now'], /^reconcile takes no arguments/],
+    ['lookup without a path', ['lookup'], /lookup needs at least one push path/],
+    ['reconcile under --hash.key=path', ['reconcile'], /reconcile needs --hash.key=grouping-key/, ['--node=http://a:1', '--hash.key=path']],
+  ];
+  for (const [name, positionals, message, argv] of bad) {
+    it(`refuses ${name}`, () => {
+      const base = argv === undefined ? c : config(argv);
+      assert.throws(() => parseCommand(positionals, base), (error: Error) => error instanceof ConfigError && message.test(error.message));
+    });
+  }
+});
+
 describe('value parsers', () => {
   it('reads durations', () => {
     assert.equal(parseDuration('500ms'), 500);
     assert.equal(parseDuration('1m30s'), 90_000);
+    assert.equal(parseDuration('1d'), 86_400_000);
+    assert.equal(parseDuration('2w'), 14 * 86_400_000);
+    assert.equal(parseDuration('1y'), 365 * 86_400_000);
+    assert.equal(parseDuration('1d12h'), 36 * 3_600_000);
     assert.equal(parseDuration('0'), 0);
     assert.equal(parseDuration('10'), undefined);
     assert.equal(parseDuration(''), undefined);
+  });
+  it('suggests the nearest flag only when one is close', () => {
+    assert.equal(nearestFlag('log.levl'), 'log.level');
+    assert.equal(nearestFlag('frobnicate-everything'), undefined);
   });
   it('reads sizes', () => {
     assert.equal(parseSize('1KiB'), 1024);

@@ -34,3 +34,25 @@ describe('pgw_director_upstream_duration_seconds', () => {
     assert.equal(await metrics.registry.getSingleMetricAsString(name), await registry.getSingleMetricAsString(name));
   });
 });
+
+describe('pgw_director_discovery_last_success_timestamp_seconds', () => {
+  const read = async (metrics: ReturnType<typeof createMetrics>): Promise<number> => {
+    const text = await metrics.registry.getSingleMetricAsString('pgw_director_discovery_last_success_timestamp_seconds');
+    return Number(/^pgw_director_discovery_last_success_timestamp_seconds (\S+)$/m.exec(text)?.[1]);
+  };
+
+  it('reads the scrape time for static nodes, which are never out of date', async () => {
+    const metrics = createMetrics(new Placement({ vnodes: 10, hashKey: 'grouping-key' }));
+    metrics.discovery.setStatic();
+    const before = Date.now() / 1000;
+    const value = await read(metrics);
+    assert.ok(value >= before && value <= Date.now() / 1000 + 1, `${value} is not the scrape time`);
+    assert.match(await metrics.registry.getSingleMetricAsString('pgw_director_discovery_up'), /^pgw_director_discovery_up 1$/m);
+  });
+
+  it('keeps the time of the last success for discovery that syncs', async () => {
+    const metrics = createMetrics(new Placement({ vnodes: 10, hashKey: 'grouping-key' }));
+    metrics.discovery.lastSuccess.set(1234);
+    assert.equal(await read(metrics), 1234);
+  });
+});
