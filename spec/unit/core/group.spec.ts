@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { parseGroupingKey, toDisplayLabels } from '../../../lib/core/grouping-key';
-import { groupPath, toTextFormat } from '../../../lib/core/group';
+import { type Group, groupPath, newerFamilies, toTextFormat } from '../../../lib/core/group';
 
 describe('groupPath', () => {
   const cases: Record<string, string>[] = [
@@ -55,5 +55,26 @@ describe('toTextFormat', () => {
 
   it('refuses native histograms, which the text format cannot carry', () => {
     assert.equal(toTextFormat({ h: { type: 'HISTOGRAM', metrics: [{ labels: {}, buckets: [] as unknown as Record<string, string>, count: '1', sum: '1' }] } }), undefined);
+  });
+});
+
+describe('newerFamilies', () => {
+  const group = (families: Record<string, string | undefined>): Group => ({
+    labels: { job: 'j' },
+    lastPushSuccessful: true,
+    pushTime: 0,
+    families: Object.fromEntries(Object.entries(families).map(([name, at]) => [name, at === undefined ? {} : { time_stamp: at }])),
+  });
+  it('carries each family the target lacks or holds older, a tie included, never the Pushgateway\'s own', () => {
+    const from = group({
+      missing: '2024-01-01T00:00:00Z',
+      newer: '2024-01-01T00:00:02.000000001Z',
+      older: '2024-01-01T00:00:00Z',
+      tie: '2024-01-01T01:00:01+01:00',
+      undated: undefined,
+      push_time_seconds: '2030-01-01T00:00:00Z',
+    });
+    const onto = group({ newer: '2024-01-01T00:00:01Z', older: '2024-01-01T00:00:01Z', tie: '2024-01-01T00:00:01Z', undated: '2024-01-01T00:00:00Z' });
+    assert.deepEqual(Object.keys(newerFamilies(from, onto)).sort(), ['missing', 'newer', 'tie']);
   });
 });
