@@ -77,10 +77,13 @@ async function waitReady(url: string, headers: Record<string, string> = {}): Pro
 }
 
 /** startPushgateway starts one Pushgateway on a free loopback port, in memory only. */
-export async function startPushgateway(options: { webConfig?: string; authHeader?: string; port?: number } = {}): Promise<Pushgateway> {
+export async function startPushgateway(
+  options: { webConfig?: string; authHeader?: string; port?: number; persistenceFile?: string } = {},
+): Promise<Pushgateway> {
   const binary = requireProgram('prometheus-pushgateway', ['/usr/bin/prometheus-pushgateway']);
   const port = options.port ?? (await freePort());
-  const args = [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file=', '--log.level=warn'];
+  // A persistence file keeps the groups across a restart (written on SIGTERM); none keeps them in memory only.
+  const args = [`--web.listen-address=127.0.0.1:${port}`, `--persistence.file=${options.persistenceFile ?? ''}`, '--log.level=warn'];
   if (options.webConfig !== undefined) args.push(`--web.config.file=${options.webConfig}`);
   const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
