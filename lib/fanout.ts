@@ -27,9 +27,9 @@ export type FanOutOptions = Readonly<{
   tombstones: TombstoneStore | undefined;
   logger: Logger;
   registry: Registry;
-  /** Deletes in flight at once, across every DELETE. @default 8 */
+  /** Deletes in flight at once to one node, across every DELETE (a hung node holds up only its own). @default 4 */
   concurrency?: number;
-  /** Deletes waiting for a slot; past it a delete is dropped (counted; the tombstone still applies). @default 10000 */
+  /** Deletes waiting for one node; past it a delete is dropped (counted; the tombstone still applies). @default 10000 */
   maxQueued?: number;
   /** The clock, in seconds. @default Date.now() / 1000 */
   now?: () => number;
@@ -52,7 +52,7 @@ export type FanOutOutcome = 'deleted' | 'failed' | 'dropped';
 
 /** createFanOut returns the fan-out DELETE. */
 export function createFanOut(options: FanOutOptions): FanOut {
-  const concurrency = options.concurrency ?? 8;
+  const concurrency = options.concurrency ?? 4;
   const maxQueued = options.maxQueued ?? 10_000;
   const now = options.now ?? ((): number => Date.now() / 1000);
   const log = options.logger.child({ component: 'fanout' });
@@ -63,25 +63,31 @@ export function createFanOut(options: FanOutOptions): FanOut {
     registers: [options.registry],
   });
 
-  let running = 0;
-  const queue: (() => void)[] = [];
+  // One limiter per node: a node that hangs until the timeout holds up only the deletes meant for it.
+  const lanes = new Map<string, { running: number; queue: (() => void)[] }>();
   const inFlight = new Set<Promise<void>>();
-  const slot = (): Promise<void> | undefined => {
-    if (running < concurrency) {
-      running++;
+  const slot = (node: Node): Promise<void> | undefined => {
+    let lane = lanes.get(node.id);
+    if (lane === undefined) lanes.set(node.id, (lane = { running: 0, queue: [] }));
+    if (lane.running < concurrency) {
+      lane.running++;
       return Promise.resolve();
     }
-    if (queue.length >= maxQueued) return undefined;
+    if (lane.queue.length >= maxQueued) return undefined;
+    const queue = lane.queue;
     return new Promise<void>((resolve) => queue.push(resolve));
   };
-  const release = (): void => {
-    const next = queue.shift();
-    if (next !== undefined) next();
-    else running--;
+  const release = (node: Node): void => {
+    const lane = lanes.get(node.id);
+    if (lane === undefined) return;
+    const next = lane.queue.shift();
+    if (next !== undefined) return next();
+    lane.running--;
+    if (lane.running === 0) lanes.delete(node.id);
   };
 
   const deleteOn = async (node: Node, labels: Readonly<Record<string, string>>): Promise<void> => {
-    const waiting = slot();
+    const waiting = slot(node);
     if (waiting === undefined) {
       deletes.inc({ node: node.id, outcome: 'dropped' });
       log.warn({ node: node.id, group: labels }, 'too many fan-out deletes waiting: dropped; the tombstone still deletes the copy on the next pass');
@@ -100,7 +106,7 @@ export function createFanOut(options: FanOutOptions): FanOut {
           : 'cannot delete the group on this node: its tombstone deletes the copy on the first pass that can reach it',
       );
     } finally {
-      release();
+      release(node);
     }
   };
 
