@@ -117,7 +117,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
       clearTimeout(reconcileTimer);
       await reconciling;
       await discovery.stop();
-      await fanOut.idle();
+      await fanOut.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // A keep-alive connection that finishes its last request becomes idle: close those as they appear, so a

@@ -107,4 +107,22 @@ describe('the fan-out DELETE with a hung node', () => {
     for (let turn = 0; turn < 1000 && done.length < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(done, Array.from({ length: 5 }, () => node(3).id));
   });
+
+  it('drops what waits at close and waits for what is in flight', async () => {
+    const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
+    placement.update([1, 2].map(node));
+    const gated = gatedClient();
+    const registry = new Registry();
+    const fanOut = createFanOut({ placement, drain: [], client: gated.client, tombstones: undefined, logger: createLogger('silent'), registry, concurrency: 1 });
+    const all = Array.from({ length: 3 }, (_, i) => fanOut.deleted(`/metrics/job/j${i}`, node(1)));
+    while (gated.inFlight() < 1) await new Promise((resolve) => setImmediate(resolve));
+    const closing = fanOut.close();
+    gated.gates.shift()?.();
+    await closing;
+    await Promise.all(all);
+    await fanOut.deleted('/metrics/job/late', node(1));
+    const metrics = await registry.metrics();
+    assert.match(metrics, /outcome="deleted"\} 1/);
+    assert.match(metrics, /outcome="dropped"\} 3/);
+  });
 });
