@@ -205,7 +205,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
       await reconciling;
       await discovery.stop();
       await health.stop();
-      await fanOut.idle();
+      await fanOut.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // A keep-alive connection that finishes its last request becomes idle: close those as they appear, so a

@@ -27,9 +27,9 @@ export type FanOutOptions = Readonly<{
   tombstones: TombstoneStore | undefined;
   logger: Logger;
   registry: Registry;
-  /** Deletes in flight at once, across every DELETE. @default 8 */
+  /** Deletes in flight at once to one node, across every DELETE (a hung node holds up only its own). @default 4 */
   concurrency?: number;
-  /** Deletes waiting for a slot; past it a delete is dropped (counted; the tombstone still applies). @default 10000 */
+  /** Deletes waiting for one node; past it a delete is dropped (counted; the tombstone still applies). @default 10000 */
   maxQueued?: number;
   /** The clock, in seconds. @default Date.now() / 1000 */
   now?: () => number;
@@ -45,6 +45,11 @@ export type FanOut = Readonly<{
   deleted(target: string, owner: Node): Promise<void>;
   /** idle resolves when no fan-out delete is queued or in flight. */
   idle(): Promise<void>;
+  /**
+   * close drops the deletes still waiting (counted as dropped: the tombstones still apply) and resolves when those
+   * in flight are done. DELETEs after it record their tombstone and delete nothing.
+   */
+  close(): Promise<void>;
 }>;
 
 /** FanOutOutcome is how one node's delete ended, as counted in pgw_director_fanout_deletes_total. */
@@ -52,7 +57,7 @@ export type FanOutOutcome = 'deleted' | 'failed' | 'dropped';
 
 /** createFanOut returns the fan-out DELETE. */
 export function createFanOut(options: FanOutOptions): FanOut {
-  const concurrency = options.concurrency ?? 8;
+  const concurrency = options.concurrency ?? 4;
   const maxQueued = options.maxQueued ?? 10_000;
   const now = options.now ?? ((): number => Date.now() / 1000);
   const log = options.logger.child({ component: 'fanout' });
@@ -63,31 +68,41 @@ export function createFanOut(options: FanOutOptions): FanOut {
     registers: [options.registry],
   });
 
-  let running = 0;
-  const queue: (() => void)[] = [];
+  // One limiter per node: a node that hangs until the timeout holds up only the deletes meant for it.
+  // A waiting delete is woken with true (its turn) or false (dropped at close).
+  const lanes = new Map<string, { running: number; queue: ((go: boolean) => void)[] }>();
   const inFlight = new Set<Promise<void>>();
-  const slot = (): Promise<void> | undefined => {
-    if (running < concurrency) {
-      running++;
-      return Promise.resolve();
+  let closed = false;
+  const slot = (node: Node): Promise<boolean> => {
+    if (closed) return Promise.resolve(false);
+    let lane = lanes.get(node.id);
+    if (lane === undefined) lanes.set(node.id, (lane = { running: 0, queue: [] }));
+    if (lane.running < concurrency) {
+      lane.running++;
+      return Promise.resolve(true);
     }
-    if (queue.length >= maxQueued) return undefined;
-    return new Promise<void>((resolve) => queue.push(resolve));
+    if (lane.queue.length >= maxQueued) return Promise.resolve(false);
+    const queue = lane.queue;
+    return new Promise<boolean>((resolve) => queue.push(resolve));
   };
-  const release = (): void => {
-    const next = queue.shift();
-    if (next !== undefined) next();
-    else running--;
+  const release = (node: Node): void => {
+    const lane = lanes.get(node.id);
+    if (lane === undefined) return;
+    const next = lane.queue.shift();
+    if (next !== undefined) return next(true);
+    lane.running--;
+    if (lane.running === 0) lanes.delete(node.id);
   };
 
   const deleteOn = async (node: Node, labels: Readonly<Record<string, string>>): Promise<void> => {
-    const waiting = slot();
-    if (waiting === undefined) {
+    if (!(await slot(node))) {
       deletes.inc({ node: node.id, outcome: 'dropped' });
-      log.warn({ node: node.id, group: labels }, 'too many fan-out deletes waiting: dropped; the tombstone still deletes the copy on the next pass');
+      log.warn(
+        { node: node.id, group: labels },
+        closed ? 'shutting down: fan-out delete dropped' : 'too many fan-out deletes waiting for this node: dropped; the tombstone still deletes the copy on a pass',
+      );
       return;
     }
-    await waiting;
     try {
       await options.client.deleteGroup(node, labels);
       deletes.inc({ node: node.id, outcome: 'deleted' });
@@ -100,7 +115,7 @@ export function createFanOut(options: FanOutOptions): FanOut {
           : 'cannot delete the group on this node: its tombstone deletes the copy on the first pass that can reach it',
       );
     } finally {
-      release();
+      release(node);
     }
   };
 
@@ -128,5 +143,11 @@ export function createFanOut(options: FanOutOptions): FanOut {
     while (inFlight.size > 0) await Promise.all([...inFlight]);
   };
 
-  return Object.freeze({ deleted, idle });
+  const close = async (): Promise<void> => {
+    closed = true;
+    for (const lane of lanes.values()) for (const wake of lane.queue.splice(0)) wake(false);
+    await idle();
+  };
+
+  return Object.freeze({ deleted, idle, close });
 }

@@ -16,7 +16,7 @@ if (dir === undefined || targets.length === 0) {
   console.error('usage: coverage.mjs COVERAGE_DIR FILE_OR_DIR_PREFIX...');
   process.exit(2);
 }
-const prefixes = targets.map((target) => pathToFileURL(resolve(target)).href);
+const prefixes = targets.map((target) => pathToFileURL(resolve(target)).href + (target.endsWith('/') ? '/' : ''));
 
 /** @type {Map<string, {ranges: {start: number, end: number, count: number}[]}[]>} */
 const byFile = new Map();

@@ -25,6 +25,8 @@ export type ConsulTombstoneOptions = Readonly<{ ttlSeconds: number; prefix: stri
 type KvItem = { Key: string; Value: string | null; ModifyIndex: number };
 
 const CAS_ATTEMPTS = 5;
+/** MAX_PENDING bounds the tombstones kept in memory while Consul does not take them; the oldest go first. */
+export const MAX_PENDING = 100_000;
 
 /** tombstoneKey is the KV key of a group's tombstone under a prefix. */
 export function tombstoneKey(prefix: string, labels: Labels): string {
@@ -90,7 +92,9 @@ export function createConsulTombstones(
   const record = async (labels: Labels, when: number): Promise<void> => {
     const identity = groupIdentity(labels);
     const previous = pending.get(identity);
+    pending.delete(identity);
     pending.set(identity, { labels, at: Math.max(when, previous?.at ?? when) });
+    while (pending.size > MAX_PENDING) pending.delete(pending.keys().next().value as string);
     try {
       await write(labels, when);
       if (pending.get(identity)?.at === when) pending.delete(identity);
@@ -107,7 +111,9 @@ export function createConsulTombstones(
         await write(labels, when);
         if (pending.get(identity)?.at === when) pending.delete(identity);
       } catch {
-        // Still pending: it counts below all the same.
+        // Consul takes no writes yet: the rest wait for the next pass (a hung Consul would cost a timeout each), and
+        // they count below all the same.
+        break;
       }
     }
     let items: KvItem[];

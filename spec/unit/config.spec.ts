@@ -35,6 +35,13 @@ describe('parseConfig', () => {
     assert.equal(c.hashKey, 'grouping-key');
   });
 
+  it('keeps tombstones 24h under pgw-director/ unless told otherwise', () => {
+    const c = config(['--consul.address=consul:8500']);
+    assert.deepEqual([c.reconcile.tombstoneTtlMs, c.consul?.kvPrefix], [86_400_000, 'pgw-director/']);
+    const d = config(['--consul.address=consul:8500', '--group.tombstone-ttl=0', '--consul.kv-prefix=team/a/']);
+    assert.deepEqual([d.reconcile.tombstoneTtlMs, d.consul?.kvPrefix], [0, 'team/a/']);
+  });
+
   it('takes --flag=value and --flag value, repeated --node', () => {
     const c = config(['--node=http://a:1', '--node', 'http://b:2', '--mode', 'proxy', '--proxy.timeout=2s', '--proxy.max-body=16MiB']);
     assert.deepEqual(c.nodes.map((n) => n.id), ['a:1', 'b:2']);
@@ -96,6 +103,9 @@ describe('parseConfig', () => {
     ['a TTL under --hash.key=path, which runs no passes', ['--hash.key=path', '--group.ttl=1s'], /--group.ttl runs in reconciliation passes, which --hash.key=path turns off/],
     ['draining a node that is still a --node', ['--node=http://a:1', '--node=http://b:2', '--reconcile.drain=http://b:2'], /--reconcile.drain=http:\/\/b:2 is also a --node/],
     ['a missing config file', ['--config.file=/nonexistent/x.yml'], /cannot read config file "\/nonexistent\/x.yml": ENOENT/],
+    ['a bad tombstone TTL', ['--group.tombstone-ttl=1d'], /--group.tombstone-ttl: invalid duration "1d"/],
+    ['a KV prefix without its slash', ['--consul.address=c:8500', '--consul.kv-prefix=pgw'], /--consul.kv-prefix must be a key prefix ending in "\/"/],
+    ['a KV prefix starting with a slash', ['--consul.address=c:8500', '--consul.kv-prefix=/pgw/'], /not starting with one; got "\/pgw\/"/],
   ];
   for (const [name, argv, message] of bad) {
     it(`refuses ${name}`, () => assert.throws(() => config(argv), (error: Error) => error instanceof ConfigError && message.test(error.message)));
