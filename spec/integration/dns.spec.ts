@@ -176,6 +176,13 @@ describe('dns discovery against dnsmasq', () => {
       assert.deepEqual(seen.splice(0), ['127.0.0.3 PUT /metrics/job/b', '127.0.0.3 GET /api/v1/metrics']);
       assert.equal(members(), `pgw-0.test.local:${port}`);
       assert.equal(changes().length, 1, 'the ring never changed');
+
+      // The dns server goes down: new connections use the name's last good address, as the ring stays the last good.
+      await dnsmasq.stop();
+      afterRestart.closeAllConnections();
+      assert.equal((await request(d.server).put('/metrics/job/c').send('m 1\n')).status, 200);
+      assert.equal((await d.reconciler.pass()).errors, 0);
+      assert.deepEqual(seen.splice(0), ['127.0.0.3 PUT /metrics/job/c', '127.0.0.3 GET /api/v1/metrics']);
     } finally {
       before.close();
       afterRestart.close();
