@@ -801,7 +801,8 @@ function parseDnsConfig(read: Read): DnsConfig | undefined {
   const port = Number(portText);
   if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) throw new ConfigError(`--dns.port must be a port from 1 to 65535; got ${JSON.stringify(portText)}`);
   const refreshIntervalMs = requireDuration('dns.refresh-interval', read.value('dns.refresh-interval'));
-  if (refreshIntervalMs < 100) throw new ConfigError('--dns.refresh-interval must be at least 100ms');
+  // Beyond 24 days a timer fires at once (Node clamps it to 1ms): keep well inside that.
+  if (refreshIntervalMs < 100 || refreshIntervalMs > 86_400_000) throw new ConfigError('--dns.refresh-interval must be between 100ms and 24h');
   const serverText = read.str('dns.server');
   const prefix = read.value('dns.node-path-prefix').replace(/\/+$/, '');
   if (prefix !== '' && !prefix.startsWith('/')) throw new ConfigError('--dns.node-path-prefix must start with /');

@@ -92,12 +92,16 @@ export type ResolverLookupOptions = Readonly<{
  * createResolverLookup returns a `dns.lookup`-compatible function that resolves names through `resolver` (A, then
  * AAAA records), for node:net's and node:http's `lookup` option and undici's `connect: { lookup }`. Answers are
  * reused for their TTL (capped); concurrent lookups of one name share one query. A name without addresses fails
- * with ENOTFOUND, like dns.lookup. Safe to share between every connection the director opens.
+ * with ENOTFOUND, like dns.lookup. While the server fails (timeout, refused, server failure), a name's last good
+ * addresses are used, as discovery keeps its last good ring. Safe to share between every connection the director
+ * opens.
  */
 export function createResolverLookup(resolver: dns.Resolver, options: ResolverLookupOptions = {}): LookupFunction {
   const maxCacheMs = options.maxCacheMs ?? 30_000;
   const now = options.now ?? Date.now;
   const cache = new Map<string, { expires: number; addresses: LookupAddress[] }>();
+  // The last good answer of every name looked up; the set of names is the ring's, so it stays small.
+  const lastGood = new Map<string, LookupAddress[]>();
   const pending = new Map<string, Promise<LookupAddress[]>>();
 
   const query = async (hostname: string, family: 4 | 6): Promise<{ addresses: LookupAddress[]; ttl: number }> => {
@@ -115,13 +119,20 @@ export function createResolverLookup(resolver: dns.Resolver, options: ResolverLo
     const results = await Promise.allSettled(families.map((f) => query(hostname, f)));
     const answers = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const addresses = answers.flatMap((answer) => answer.addresses);
+    const key = `${family}/${hostname}`;
     if (addresses.length === 0) {
       const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-      if (failed !== undefined) throw failed.reason;
+      if (failed !== undefined) {
+        const stale = lastGood.get(key);
+        if (stale !== undefined) return stale;
+        throw failed.reason;
+      }
+      lastGood.delete(key);
       throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: dns.NOTFOUND, hostname, syscall: 'getaddrinfo' });
     }
+    lastGood.set(key, addresses);
     const ttlMs = Math.min(maxCacheMs, ...answers.filter((answer) => answer.addresses.length > 0).map((answer) => answer.ttl * 1000));
-    if (ttlMs > 0) cache.set(`${family}/${hostname}`, { expires: now() + ttlMs, addresses });
+    if (ttlMs > 0) cache.set(key, { expires: now() + ttlMs, addresses });
     return addresses;
   };
 

@@ -111,6 +111,14 @@ describe('dns discovery against dnsmasq', () => {
     assert.equal(changes().length, 1, 'the outage changed nothing');
   });
 
+  it('reads an answer too big for one UDP packet (c-ares retries over TCP)', async () => {
+    const targets = Array.from({ length: 100 }, (_, i) => ({ target: `pushgateway-${i}.pushgateway.test.local`, port: 9000 + i }));
+    await dnsmasq.setRecords({ srv: { [SRV]: targets } });
+    start([`--dns.name=${SRV}`]);
+    await until(() => (director as TestDirector).placement.ring.nodes.length === 100, 'a hundred members');
+    assert.ok(members().includes('pushgateway-99.pushgateway.test.local:9099'));
+  });
+
   it('treats a refused query as a failure, not as an empty answer, and needs every name to answer', async () => {
     await dnsmasq.setRecords({ srv: { [SRV]: [{ target: 'pgw-0.test.local', port: 9101 }] } });
     // dnsmasq refuses names outside its local domain: it forwards nothing.
@@ -176,6 +184,13 @@ describe('dns discovery against dnsmasq', () => {
       assert.deepEqual(seen.splice(0), ['127.0.0.3 PUT /metrics/job/b', '127.0.0.3 GET /api/v1/metrics']);
       assert.equal(members(), `pgw-0.test.local:${port}`);
       assert.equal(changes().length, 1, 'the ring never changed');
+
+      // The dns server goes down: new connections use the name's last good address, as the ring stays the last good.
+      await dnsmasq.stop();
+      afterRestart.closeAllConnections();
+      assert.equal((await request(d.server).put('/metrics/job/c').send('m 1\n')).status, 200);
+      assert.equal((await d.reconciler.pass()).errors, 0);
+      assert.deepEqual(seen.splice(0), ['127.0.0.3 PUT /metrics/job/c', '127.0.0.3 GET /api/v1/metrics']);
     } finally {
       before.close();
       afterRestart.close();

@@ -103,7 +103,7 @@ describe('parseConfig', () => {
     ['a TTL under --hash.key=path, which runs no passes', ['--hash.key=path', '--group.ttl=1s'], /--group.ttl runs in reconciliation passes, which --hash.key=path turns off/],
     ['draining a node that is still a --node', ['--node=http://a:1', '--node=http://b:2', '--reconcile.drain=http://b:2'], /--reconcile.drain=http:\/\/b:2 is also a --node/],
     ['a missing config file', ['--config.file=/nonexistent/x.yml'], /cannot read config file "\/nonexistent\/x.yml": ENOENT/],
-    ['a bad tombstone TTL', ['--group.tombstone-ttl=1d'], /--group.tombstone-ttl: invalid duration "1d"/],
+    ['a bad tombstone TTL', ['--group.tombstone-ttl=1x'], /--group.tombstone-ttl: invalid duration "1x"/],
     ['a KV prefix without its slash', ['--consul.address=c:8500', '--consul.kv-prefix=pgw'], /--consul.kv-prefix must be a key prefix ending in "\/"/],
     ['a KV prefix starting with a slash', ['--consul.address=c:8500', '--consul.kv-prefix=/pgw/'], /not starting with one; got "\/pgw\/"/],
   ];

@@ -49,7 +49,7 @@ describe('nodesFromAddresses', () => {
 
 type Answer = { address: string; ttl: number }[] | NodeJS.ErrnoException;
 
-/** fakeResolver answers resolve4/resolve6 from tables and counts the queries. */
+/** fakeResolver answers resolve4/resolve6 from tables (which specs may change) and counts the queries. */
 function fakeResolver(v4: Record<string, Answer>, v6: Record<string, Answer> = {}) {
   const queries: string[] = [];
   const answer = (table: Record<string, Answer>, family: string) => (name: string) => {
@@ -104,5 +104,18 @@ describe('createResolverLookup', () => {
     await lookupOnce(lookup, 'z.test', { family: 4 });
     await lookupOnce(lookup, 'z.test', { family: 4 });
     assert.deepEqual(queries.splice(0), ['A z.test', 'A z.test'], 'TTL 0 is never cached');
+  });
+
+  it('uses the last good addresses while the server fails, and forgets them when the name is gone', async () => {
+    const v4: Record<string, Answer> = { 'a.test': [{ address: '10.0.0.1', ttl: 0 }] };
+    const { resolver } = fakeResolver(v4);
+    const lookup = createResolverLookup(resolver);
+    assert.equal((await lookupOnce(lookup, 'a.test', { family: 4 })).address, '10.0.0.1');
+    v4['a.test'] = Object.assign(new Error('queryA ETIMEOUT a.test'), { code: 'ETIMEOUT' });
+    assert.deepEqual(await lookupOnce(lookup, 'a.test', { family: 4 }), { error: null, address: '10.0.0.1', family: 4 });
+    delete v4['a.test'];
+    assert.equal((await lookupOnce(lookup, 'a.test', { family: 4 })).error?.code, 'ENOTFOUND');
+    v4['a.test'] = Object.assign(new Error('queryA ETIMEOUT a.test'), { code: 'ETIMEOUT' });
+    assert.equal((await lookupOnce(lookup, 'a.test', { family: 4 })).error?.code, 'ETIMEOUT', 'nothing stale to fall back on');
   });
 });
