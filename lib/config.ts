@@ -93,7 +93,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: '5s',
     help: 'How often each Pushgateway is checked (GET /-/healthy); 0 turns active and passive checks off.',
   },
-  { flag: 'node.health-timeout', kind: 'string', default: '2s', help: 'How long one health check may take.' },
+  { flag: 'node.health-timeout', kind: 'string', default: '2s', help: 'How long one health check may take; at most the interval (the default shrinks to fit).' },
   { flag: 'node.health-fall', kind: 'string', default: '3', help: 'Failed checks in a row that take a Pushgateway out of the ring.' },
   { flag: 'node.health-rise', kind: 'string', default: '2', help: 'Passed checks in a row that bring it back.' },
   { flag: 'ring.vnodes', kind: 'string', default: String(DEFAULT_VNODES), help: 'Virtual nodes per Pushgateway.' },
@@ -317,7 +317,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
   const reconcile = parseReconcileConfig(str, list, get, hashKey);
   const proxyTimeoutMs = requireDuration('proxy.timeout', str('proxy.timeout') ?? '10s');
   if (proxyTimeoutMs <= 0) throw new ConfigError('--proxy.timeout must be greater than 0');
-  const health = parseHealthConfig(str);
+  const health = parseHealthConfig(str, flags['node.health-timeout'] !== undefined || file['node.health-timeout'] !== undefined);
   return Object.freeze({
     listen,
     nodes: defaultNode ? parseNodes('node', ['http://127.0.0.1:9091']) : nodes,
@@ -340,9 +340,11 @@ function parseCount(flag: string, text: string): number {
   return count;
 }
 
-function parseHealthConfig(str: (flag: string) => string | undefined): HealthConfig {
+function parseHealthConfig(str: (flag: string) => string | undefined, timeoutGiven: boolean): HealthConfig {
   const intervalMs = requireDuration('node.health-interval', str('node.health-interval') ?? '5s');
-  const timeoutMs = requireDuration('node.health-timeout', str('node.health-timeout') ?? '2s');
+  let timeoutMs = requireDuration('node.health-timeout', str('node.health-timeout') ?? '2s');
+  // The default timeout shrinks to a shorter interval; a timeout given explicitly must fit in it.
+  if (!timeoutGiven && intervalMs > 0) timeoutMs = Math.min(timeoutMs, intervalMs);
   if (timeoutMs <= 0) throw new ConfigError('--node.health-timeout must be greater than 0');
   // A check that may outlast the interval would delay the next one: the interval would no longer mean anything.
   if (intervalMs > 0 && timeoutMs > intervalMs) {

@@ -91,20 +91,25 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
       const url = new URL(`${node.url}/-/healthy`);
       const secure = url.protocol === 'https:';
       const headers: Record<string, string> = options.authorization === undefined ? {} : { Authorization: options.authorization };
-      const req = (secure ? https : http).request(
-        url,
-        { method: 'GET', headers, agent: agents[secure ? 'https:' : 'http:'] },
-        (res) => {
-          res.resume();
-          res.on('end', () => resolve({ ok: true, status: res.statusCode ?? 0 }));
-          res.on('error', (error: NodeJS.ErrnoException) => resolve({ ok: false, reason: error.code ?? error.message }));
-        },
-      );
-      const deadline = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })), timeoutMs);
-      req.on('close', () => clearTimeout(deadline));
-      req.on('error', (error: NodeJS.ErrnoException) => {
-        resolve({ ok: false, reason: error.code === 'TIMEOUT' ? `no answer within ${timeoutMs}ms` : (error.code ?? error.message) });
+      let done = false;
+      const finish = (answer: HealthAnswer): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(deadline);
+        resolve(answer);
+      };
+      const req = (secure ? https : http).request(url, { method: 'GET', headers, agent: agents[secure ? 'https:' : 'http:'] }, (res) => {
+        res.resume();
+        res.on('end', () => finish({ ok: true, status: res.statusCode ?? 0 }));
+        res.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, reason: error.code ?? error.message }));
       });
+      // The deadline covers the whole answer, body included: a node that trickles a body forever fails its check.
+      const deadline = setTimeout(() => {
+        finish({ ok: false, reason: `no answer within ${timeoutMs}ms` });
+        req.destroy();
+      }, timeoutMs);
+      req.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, reason: error.code ?? error.message }));
+      req.on('close', () => finish({ ok: false, reason: 'connection closed before the answer ended' }));
       req.end();
     });
 

@@ -333,6 +333,30 @@ describe('health checks', () => {
     }
   });
 
+  it('takes a node out whose check answers headers and then trickles its body past the timeout', async () => {
+    const nodes = await fleet(2);
+    const { director: d } = await director(checkFlags(150), nodes);
+    await proven(d);
+    const victim = nodes[0] as FakeNode;
+    const server = (victim as unknown as { server: http.Server }).server;
+    const timers = new Set<NodeJS.Timeout>();
+    server.removeAllListeners('request');
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      req.resume();
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      const timer = setInterval(() => res.write('.'), 20);
+      timers.add(timer);
+      res.on('close', () => clearInterval(timer));
+    });
+    server.closeIdleConnections();
+    try {
+      const change = await nextChange(d.placement, (c) => c.left.some((node) => node.id === victim.id));
+      assert.equal(change.reasons[victim.id], 'failed 3 health checks in a row: no answer within 150ms');
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+    }
+  });
+
   it('checks nothing and ignores passive failures with --node.health-interval=0', async () => {
     const nodes = await fleet(2);
     const { director: d, port } = await director(['--node.health-interval=0'], nodes);
