@@ -86,11 +86,34 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
   // One idle connection per node is all the checks need; the agents are the client's own, not Node's globals.
   const agents = { 'http:': new http.Agent({ keepAlive: true, maxSockets: 1 }), 'https:': new https.Agent({ keepAlive: true, maxSockets: 1 }) };
 
-  const checkHealth = (node: Node, timeoutMs: number): Promise<HealthAnswer> =>
-    new Promise((resolve) => {
+  // Request options per node URL, built once: a check is sent every few seconds for the life of the process.
+  const checkTargets = new Map<string, { secure: boolean; options: http.RequestOptions }>();
+  const checkTarget = (node: Node): { secure: boolean; options: http.RequestOptions } => {
+    let target = checkTargets.get(node.url);
+    if (target === undefined) {
       const url = new URL(`${node.url}/-/healthy`);
       const secure = url.protocol === 'https:';
       const headers: Record<string, string> = options.authorization === undefined ? {} : { Authorization: options.authorization };
+      target = {
+        secure,
+        options: {
+          method: 'GET',
+          hostname: url.hostname.replace(/^\[|\]$/g, ''),
+          port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+          path: url.pathname,
+          headers,
+          agent: agents[secure ? 'https:' : 'http:'],
+        },
+      };
+      if (checkTargets.size > 10_000) checkTargets.clear(); // discovery churn: never grow without bound
+      checkTargets.set(node.url, target);
+    }
+    return target;
+  };
+
+  const checkHealth = (node: Node, timeoutMs: number): Promise<HealthAnswer> =>
+    new Promise((resolve) => {
+      const { secure, options: requestOptions } = checkTarget(node);
       let done = false;
       const finish = (answer: HealthAnswer): void => {
         if (done) return;
@@ -98,7 +121,7 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
         clearTimeout(deadline);
         resolve(answer);
       };
-      const req = (secure ? https : http).request(url, { method: 'GET', headers, agent: agents[secure ? 'https:' : 'http:'] }, (res) => {
+      const req = (secure ? https : http).request(requestOptions, (res) => {
         res.resume();
         res.on('end', () => finish({ ok: true, status: res.statusCode ?? 0 }));
         res.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, reason: error.code ?? error.message }));
