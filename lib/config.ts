@@ -342,6 +342,7 @@ function parseCount(flag: string, text: string): number {
 
 function parseHealthConfig(str: (flag: string) => string | undefined, timeoutGiven: boolean): HealthConfig {
   const intervalMs = requireDuration('node.health-interval', str('node.health-interval') ?? '5s');
+  if (intervalMs > 0 && intervalMs < 100) throw new ConfigError('--node.health-interval must be 0 (off) or at least 100ms');
   let timeoutMs = requireDuration('node.health-timeout', str('node.health-timeout') ?? '2s');
   // The default timeout shrinks to a shorter interval; a timeout given explicitly must fit in it.
   if (!timeoutGiven && intervalMs > 0) timeoutMs = Math.min(timeoutMs, intervalMs);

@@ -67,6 +67,7 @@ describe('parseConfig', () => {
 
   const bad: [string, string[], RegExp][] = [
     ['a health timeout longer than the interval', ['--node.health-interval=1s', '--node.health-timeout=2s'], /--node.health-timeout must not be longer than --node.health-interval/],
+    ['a health interval under 100ms', ['--node.health-interval=10ms'], /--node.health-interval must be 0 \(off\) or at least 100ms/],
     ['a zero health timeout', ['--node.health-timeout=0'], /--node.health-timeout must be greater than 0/],
     ['a bad health interval', ['--node.health-interval=5'], /--node.health-interval: invalid duration "5"/],
     ['a zero fall', ['--node.health-fall=0'], /--node.health-fall must be an integer from 1 to 100; got "0"/],
