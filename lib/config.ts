@@ -132,6 +132,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'config.file', kind: 'string', help: 'YAML file with the same settings as the flags (flags win).' },
   { flag: 'web.listen-address', kind: 'string', default: ':9292', help: 'Address to listen on for pushes and the API.' },
   { flag: 'node', kind: 'list', yaml: ['nodes'], help: 'A Pushgateway base URL: a static node.' },
+  {
+    flag: 'node.health-interval',
+    kind: 'string',
+    default: '5s',
+    help: 'How often each Pushgateway is checked (GET /-/healthy); 0 turns active and passive checks off.',
+  },
+  { flag: 'node.health-timeout', kind: 'string', default: '2s', help: 'How long one health check may take; at most the interval (the default shrinks to fit).' },
+  { flag: 'node.health-fall', kind: 'string', default: '3', help: 'Failed checks in a row that take a Pushgateway out of the ring.' },
+  { flag: 'node.health-rise', kind: 'string', default: '2', help: 'Passed checks in a row that bring it back.' },
   { flag: 'ring.vnodes', kind: 'string', default: String(DEFAULT_VNODES), help: 'Virtual nodes per Pushgateway.' },
   {
     flag: 'hash.key',
@@ -167,15 +176,6 @@ export const OPTIONS: readonly OptionSpec[] = [
     yaml: ['node_auth', 'authorization', 'type'],
     help: 'Authorization scheme sent with --node.authorization.credentials-file.',
   },
-  {
-    flag: 'node.health-interval',
-    kind: 'string',
-    default: '5s',
-    help: 'How often each Pushgateway is checked (GET /-/healthy); 0 turns active and passive checks off.',
-  },
-  { flag: 'node.health-timeout', kind: 'string', default: '2s', help: 'How long one health check may take.' },
-  { flag: 'node.health-fall', kind: 'string', default: '3', help: 'Failed checks in a row that take a Pushgateway out of the ring.' },
-  { flag: 'node.health-rise', kind: 'string', default: '2', help: 'Passed checks in a row that bring it back.' },
   { flag: 'consul.address', kind: 'string', help: 'Consul HTTP API host:port; turns Consul discovery on.' },
   { flag: 'consul.scheme', kind: 'string', default: 'http', help: 'Scheme to reach Consul: http or https.' },
   { flag: 'consul.service', kind: 'string', default: 'pushgateway', help: 'Consul service name of the Pushgateways.' },
@@ -623,7 +623,10 @@ function parseCount(flag: string, text: string): number {
 
 function parseHealthConfig(read: Read): HealthConfig {
   const intervalMs = requireDuration('node.health-interval', read.value('node.health-interval'));
-  const timeoutMs = requireDuration('node.health-timeout', read.value('node.health-timeout'));
+  if (intervalMs > 0 && intervalMs < 100) throw new ConfigError('--node.health-interval must be 0 (off) or at least 100ms');
+  let timeoutMs = requireDuration('node.health-timeout', read.value('node.health-timeout'));
+  // The default timeout shrinks to a shorter interval; a timeout given explicitly must fit in it.
+  if (!read.given('node.health-timeout') && intervalMs > 0) timeoutMs = Math.min(timeoutMs, intervalMs);
   if (timeoutMs <= 0) throw new ConfigError('--node.health-timeout must be greater than 0');
   // A check that may outlast the interval would delay the next one: the interval would no longer mean anything.
   if (intervalMs > 0 && timeoutMs > intervalMs) {

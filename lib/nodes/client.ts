@@ -120,25 +120,53 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     'https:': new https.Agent({ keepAlive: true, maxSockets: 1, ...lookup }),
   };
 
-  const checkHealth = (node: Node, timeoutMs: number): Promise<HealthAnswer> =>
-    new Promise((resolve) => {
+  // Request options per node URL, built once: a check is sent every few seconds for the life of the process.
+  const checkTargets = new Map<string, { secure: boolean; options: http.RequestOptions }>();
+  const checkTarget = (node: Node): { secure: boolean; options: http.RequestOptions } => {
+    let target = checkTargets.get(node.url);
+    if (target === undefined) {
       const url = new URL(`${node.url}/-/healthy`);
       const secure = url.protocol === 'https:';
       const headers: Record<string, string> = options.authorization === undefined ? {} : { Authorization: options.authorization };
-      const req = (secure ? https : http).request(
-        url,
-        { method: 'GET', headers, agent: agents[secure ? 'https:' : 'http:'] },
-        (res) => {
-          res.resume();
-          res.on('end', () => resolve({ ok: true, status: res.statusCode ?? 0 }));
-          res.on('error', (error: NodeJS.ErrnoException) => resolve({ ok: false, reason: error.code ?? error.message }));
+      target = {
+        secure,
+        options: {
+          method: 'GET',
+          hostname: url.hostname.replace(/^\[|\]$/g, ''),
+          port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+          path: url.pathname,
+          headers,
+          agent: agents[secure ? 'https:' : 'http:'],
         },
-      );
-      const deadline = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })), timeoutMs);
-      req.on('close', () => clearTimeout(deadline));
-      req.on('error', (error: NodeJS.ErrnoException) => {
-        resolve({ ok: false, reason: error.code === 'TIMEOUT' ? `no answer within ${timeoutMs}ms` : (error.code ?? error.message) });
+      };
+      if (checkTargets.size > 10_000) checkTargets.clear(); // discovery churn: never grow without bound
+      checkTargets.set(node.url, target);
+    }
+    return target;
+  };
+
+  const checkHealth = (node: Node, timeoutMs: number): Promise<HealthAnswer> =>
+    new Promise((resolve) => {
+      const { secure, options: requestOptions } = checkTarget(node);
+      let done = false;
+      const finish = (answer: HealthAnswer): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(deadline);
+        resolve(answer);
+      };
+      const req = (secure ? https : http).request(requestOptions, (res) => {
+        res.resume();
+        res.on('end', () => finish({ ok: true, status: res.statusCode ?? 0 }));
+        res.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, reason: error.code ?? error.message }));
       });
+      // The deadline covers the whole answer, body included: a node that trickles a body forever fails its check.
+      const deadline = setTimeout(() => {
+        finish({ ok: false, reason: `no answer within ${timeoutMs}ms` });
+        req.destroy();
+      }, timeoutMs);
+      req.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, reason: error.code ?? error.message }));
+      req.on('close', () => finish({ ok: false, reason: 'connection closed before the answer ended' }));
       req.end();
     });
 

@@ -11,6 +11,7 @@ import { createHealthChecker } from '../../lib/health';
 import { createLogger } from '../../lib/logger';
 import { createNodeClient } from '../../lib/nodes/client';
 import type { Placement, RingChange } from '../../lib/placement';
+import { startConsulDouble } from '../support/consul-double';
 import { type TestDirector, directorFromFlags } from '../support/director';
 import { freePort } from '../support/processes';
 import { until } from '../support/wait';
@@ -297,6 +298,63 @@ describe('health checks', () => {
     server.closeIdleConnections();
     const change = await nextChange(d.placement, (c) => c.left.some((node) => node.id === victim.id));
     assert.equal(change.reasons[victim.id], 'failed 3 health checks in a row: no answer within 150ms');
+  });
+
+  it('with Consul, keeps only nodes that pass both Consul and its own checks', async () => {
+    const nodes = await fleet(2);
+    const [a, b] = nodes as [FakeNode, FakeNode];
+    const consul = await startConsulDouble();
+    try {
+      consul.add({ id: 'a', address: a.host, port: a.port });
+      consul.add({ id: 'b', address: b.host, port: b.port });
+      const d = directorFromFlags([`--consul.address=${consul.address}`, '--consul.wait=2s', ...checkFlags(200)], {}, {
+        consulTuning: { burst: 3, refillMs: 100, backoffBaseMs: 50, backoffMaxMs: 200 },
+      });
+      started.directors.push(d);
+      await d.listen();
+      await until(() => d.placement.ring.nodes.length === 2, 'both nodes from consul');
+      await proven(d);
+
+      // Consul still says a passes; the director's checks take it out.
+      const aLeft = nextChange(d.placement, (change) => change.left.some((node) => node.id === a.id));
+      await a.kill();
+      assert.match((await aLeft).reasons[a.id] ?? '', /^failed 3 health checks in a row: ECONNREFUSED$/);
+      const aBack = nextChange(d.placement, (change) => change.joined.some((node) => node.id === a.id));
+      await a.revive();
+      await aBack;
+
+      // b passes the director's checks; Consul calling it critical takes it out at once.
+      const bLeft = nextChange(d.placement, (change) => change.left.some((node) => node.id === b.id));
+      consul.setStatus('b', 'critical');
+      assert.equal((await bLeft).reasons[b.id], 'left discovery');
+      assert.deepEqual(d.placement.ring.nodes.map((node) => node.id), [a.id]);
+    } finally {
+      await consul.stop();
+    }
+  });
+
+  it('takes a node out whose check answers headers and then trickles its body past the timeout', async () => {
+    const nodes = await fleet(2);
+    const { director: d } = await director(checkFlags(150), nodes);
+    await proven(d);
+    const victim = nodes[0] as FakeNode;
+    const server = (victim as unknown as { server: http.Server }).server;
+    const timers = new Set<NodeJS.Timeout>();
+    server.removeAllListeners('request');
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      req.resume();
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      const timer = setInterval(() => res.write('.'), 20);
+      timers.add(timer);
+      res.on('close', () => clearInterval(timer));
+    });
+    server.closeIdleConnections();
+    try {
+      const change = await nextChange(d.placement, (c) => c.left.some((node) => node.id === victim.id));
+      assert.equal(change.reasons[victim.id], 'failed 3 health checks in a row: no answer within 150ms');
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+    }
   });
 
   it('checks nothing and ignores passive failures with --node.health-interval=0', async () => {

@@ -78,10 +78,13 @@ describe('parseConfig', () => {
     const file = yamlFile('nodes: [http://a:1]\nnode:\n  health_interval: 1s\n  health_timeout: 500ms\n  health_fall: 5\n  health_rise: 1\n');
     assert.deepEqual(config([`--config.file=${file}`]).health, { intervalMs: 1000, timeoutMs: 500, fall: 5, rise: 1 });
     assert.equal(config([`--config.file=${file}`, '--node.health-interval=0']).health.intervalMs, 0);
+    // The default timeout (2s) shrinks to a shorter interval rather than contradict it.
+    assert.equal(config(['--node.health-interval=500ms']).health.timeoutMs, 500);
   });
 
   const bad: [string, string[], RegExp][] = [
-    ['a health timeout longer than the interval', ['--node.health-interval=1s'], /--node.health-timeout must not be longer than --node.health-interval/],
+    ['a health timeout longer than the interval', ['--node.health-interval=1s', '--node.health-timeout=2s'], /--node.health-timeout must not be longer than --node.health-interval/],
+    ['a health interval under 100ms', ['--node.health-interval=10ms'], /--node.health-interval must be 0 \(off\) or at least 100ms/],
     ['a zero health timeout', ['--node.health-timeout=0'], /--node.health-timeout must be greater than 0/],
     ['a bad health interval', ['--node.health-interval=5'], /--node.health-interval: invalid duration "5"/],
     ['a zero fall', ['--node.health-fall=0'], /--node.health-fall must be an integer from 1 to 100; got "0"/],
