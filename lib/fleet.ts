@@ -11,7 +11,17 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 import { Counter, type Registry } from 'prom-client';
 
-import { type FleetCopy, type FleetView, type Listing, type NodeRole, type OwnerOf, copiesOf, sortCopies, summarise } from './core/fleet';
+import {
+  type FleetCopy,
+  type FleetView,
+  type Listing,
+  type NodeRole,
+  type OwnerOf,
+  copiesOf,
+  copySortKey,
+  isNewerCopy,
+  summarise,
+} from './core/fleet';
 import { groupKeyOf } from './core/group';
 import type { Node } from './core/node';
 import type { Ring } from './core/ring';
@@ -55,6 +65,62 @@ export type Fleet = Readonly<{
 }>;
 
 type Entry = { listedAt: number; listing: Promise<Listing>; settled: boolean };
+type Keyed = { key: string; copy: FleetCopy };
+
+/** mergeRuns merges two sorted runs, yielding to the event loop every SLICE elements. */
+async function mergeRuns(a: readonly Keyed[], b: readonly Keyed[]): Promise<Keyed[]> {
+  const out: Keyed[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    if (y === undefined || (x !== undefined && x.key <= y.key)) {
+      out.push(x as Keyed);
+      i++;
+    } else {
+      out.push(y);
+      j++;
+    }
+    if (out.length % SLICE === 0) await yieldToLoop();
+  }
+  return out;
+}
+
+/** sortInSlices sorts copies as copySortKey orders them: slices sorted apart, then merged, never in one piece. */
+async function sortInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]> {
+  let runs: Keyed[][] = [];
+  for (let at = 0; at < copies.length; at += SLICE) {
+    const run = copies.slice(at, at + SLICE).map((copy) => ({ key: copySortKey(copy), copy }));
+    run.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    runs.push(run);
+    await yieldToLoop();
+  }
+  while (runs.length > 1) {
+    const next: Keyed[][] = [];
+    for (let i = 0; i < runs.length; i += 2) next.push(i + 1 < runs.length ? await mergeRuns(runs[i] as Keyed[], runs[i + 1] as Keyed[]) : (runs[i] as Keyed[]));
+    runs = next;
+  }
+  return (runs[0] ?? []).map((entry) => entry.copy);
+}
+
+/** newestInSlices is newestCopies (lib/core/fleet.ts) in slices: the newest copy of each group, in order. */
+async function newestInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]> {
+  const best = new Map<string, FleetCopy>();
+  for (let at = 0; at < copies.length; at += SLICE) {
+    for (const copy of copies.slice(at, at + SLICE)) {
+      const current = best.get(copy.identity);
+      if (current === undefined || isNewerCopy(copy, current)) best.set(copy.identity, copy);
+    }
+    await yieldToLoop();
+  }
+  const newest: FleetCopy[] = [];
+  for (let at = 0; at < copies.length; at += SLICE) {
+    for (const copy of copies.slice(at, at + SLICE)) if (best.get(copy.identity) === copy) newest.push(copy);
+    await yieldToLoop();
+  }
+  return newest;
+}
 
 /** describeListingError turns a failed listing into one line: the cause's code where fetch hides it. */
 export function describeListingError(error: unknown): string {
@@ -119,11 +185,11 @@ export function createFleet(options: FleetOptions): Fleet {
         await yieldToLoop();
       }
     }
-    const sorted = sortCopies(copies);
-    await yieldToLoop();
+    const sorted = await sortInSlices(copies);
+    const newest = await newestInSlices(sorted);
     const shareList = ring.shares();
     const shares = new Map(ring.nodes.map((node, i) => [node.id, shareList[i] ?? 0]));
-    return { nodes: summarise(done, sorted, (node) => shares.get(node.id) ?? 0), copies: sorted };
+    return { nodes: summarise(done, sorted, (node) => shares.get(node.id) ?? 0), copies: sorted, newest };
   };
 
   const read = (): Promise<FleetView> => {

@@ -9,7 +9,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 import { type Request, type Response, Router } from 'express';
 
-import { type FleetCopy, type FleetQuery, type FleetView, type NodeRole, filterCopies, isStale, newestCopies, parseFleetQuery } from '../core/fleet';
+import { type FleetCopy, type FleetQuery, type FleetView, type NodeRole, filterCopies, isStale, parseFleetQuery } from '../core/fleet';
 import type { Group } from '../core/group';
 import type { Node } from '../core/node';
 import type { Fleet } from '../fleet';
@@ -47,17 +47,8 @@ function apiGroup(group: Group): Record<string, unknown> {
   return { labels: group.labels, last_push_successful: group.lastPushSuccessful, ...group.families };
 }
 
-type Derived = { newest: readonly FleetCopy[]; metricsBody?: Promise<readonly Buffer[]> };
-const derived = new WeakMap<FleetView, Derived>();
-
-function derive(view: FleetView): Derived {
-  let d = derived.get(view);
-  if (d === undefined) {
-    d = { newest: newestCopies(view.copies) };
-    derived.set(view, d);
-  }
-  return d;
-}
+/** The serialised /api/v1/metrics answer of each view, made once whoever asks. */
+const metricsBodies = new WeakMap<FleetView, Promise<readonly Buffer[]>>();
 
 /** serialiseMetrics renders the `/api/v1/metrics` answer in chunks, yielding to the event loop between slices. */
 async function serialiseMetrics(copies: readonly FleetCopy[]): Promise<readonly Buffer[]> {
@@ -115,7 +106,9 @@ function badQuery(res: Response, query: Request['query'], defaultLimit: number):
   return parsed.query;
 }
 
-function selectCopies(view: FleetView, query: FleetQuery, nowMs: number, staleAfterMs: number): FleetCopy[] {
+function selectCopies(view: FleetView, query: FleetQuery, nowMs: number, staleAfterMs: number): readonly FleetCopy[] {
+  const unfiltered = query.job === undefined && query.node === undefined && !query.misplaced && !query.stale && Object.keys(query.labels).length === 0;
+  if (unfiltered) return view.copies;
   return filterCopies(view.copies, {
     ...(query.job === undefined ? {} : { job: query.job }),
     labels: query.labels,
@@ -139,9 +132,12 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
     if (failed.length === view.nodes.length) {
       return apiError(res, 503, 'unavailable', `no pushgateway could be listed: ${failed.join(', ')}`);
     }
-    const d = derive(view);
-    d.metricsBody ??= serialiseMetrics(d.newest);
-    const chunks = await d.metricsBody;
+    let body = metricsBodies.get(view);
+    if (body === undefined) {
+      body = serialiseMetrics(view.newest);
+      metricsBodies.set(view, body);
+    }
+    const chunks = await body;
     res.status(200);
     res.setHeader('Content-Type', 'application/json');
     res.setHeader('Cache-Control', 'no-cache, no-store, must-revalidate');
@@ -174,7 +170,7 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
           groups: line.groups,
           misplaced: line.misplaced,
         })),
-        groups_total: derive(view).newest.length,
+        groups_total: view.newest.length,
         copies_total: view.copies.length,
         stale_after_seconds: staleAfterMs / 1000,
         total: selected.length,
@@ -211,7 +207,7 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
       nowMs,
       staleAfterMs,
       nodes,
-      groups: derive(view).newest.length,
+      groups: view.newest.length,
       copies: view.copies.length,
       query,
       total: selected.length,

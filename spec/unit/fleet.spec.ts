@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 
 import type { Group } from '../../lib/core/group';
 import { type Node, parseNodeUrl } from '../../lib/core/node';
+import { newestCopies, sortCopies } from '../../lib/core/fleet';
 import { createFleet } from '../../lib/fleet';
 import { Placement } from '../../lib/placement';
 import { until } from '../support/wait';
@@ -138,6 +139,21 @@ describe('createFleet', () => {
     client.settle(A.id, [group('x')]);
     client.settle(B.id, []);
     assert.equal((await waiting).copies.length, 1);
+  });
+
+  it('orders copies and picks the newest of each group in slices exactly as the pure functions do', async () => {
+    const { client, fleet } = setup();
+    const read = fleet.read();
+    // More groups than one slice, shuffled, with copies of one group on both nodes at different push times.
+    const many = (salt: number): Group[] =>
+      Array.from({ length: 4500 }, (_, i) => ({ ...group(`job-${(i * 7919 + salt) % 300}`), labels: { job: `job-${(i * 7919) % 300}`, i: String(i % 1700) }, pushTime: (i * salt) % 13 }));
+    client.settle(A.id, many(3));
+    client.settle(B.id, many(5));
+    const view = await read;
+    assert.equal(view.copies.length, 9000);
+    assert.deepEqual(view.copies, sortCopies(view.copies));
+    assert.deepEqual(view.newest, newestCopies(view.copies));
+    assert.ok(view.newest.length < view.copies.length);
   });
 
   it('places copies against the current ring', async () => {
