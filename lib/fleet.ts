@@ -60,6 +60,8 @@ export type Fleet = Readonly<{
    * change (a refresh starts behind it when its listings are due), else the next one. Never rejects.
    */
   read(): Promise<FleetView>;
+  /** maxStaleMs is how old a view may be and still be served (FleetOptions.maxStaleMs). */
+  maxStaleMs: number;
   /** nodes returns the nodes a read lists, with their role: ring members, then draining nodes off the ring. */
   nodes(): readonly { node: Node; role: NodeRole }[];
 }>;
@@ -224,5 +226,5 @@ export function createFleet(options: FleetOptions): Fleet {
     return memo.view;
   };
 
-  return Object.freeze({ read, nodes });
+  return Object.freeze({ read, nodes, maxStaleMs });
 }

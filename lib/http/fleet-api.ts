@@ -47,8 +47,8 @@ function apiGroup(group: Group): Record<string, unknown> {
   return { labels: group.labels, last_push_successful: group.lastPushSuccessful, ...group.families };
 }
 
-/** The serialised /api/v1/metrics answer of each view, made once whoever asks. */
-const metricsBodies = new WeakMap<FleetView, Promise<readonly Buffer[]>>();
+/** A serialised /api/v1/metrics answer: made once per view whoever asks; `chunks` set once it is ready. */
+type MetricsBody = { made: Promise<readonly Buffer[]>; chunks?: readonly Buffer[]; oldestListedAt: number; unlisted: string };
 
 /** serialiseMetrics renders the `/api/v1/metrics` answer in chunks, yielding to the event loop between slices. */
 async function serialiseMetrics(copies: readonly FleetCopy[]): Promise<readonly Buffer[]> {
@@ -124,6 +124,9 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
   const health = options.health ?? defaultHealth;
   const now = options.now ?? Date.now;
   const router = Router();
+  const metricsBodies = new WeakMap<FleetView, MetricsBody>();
+  // The last answer made, served while the next view's answer is being serialised (as long as it is not too old).
+  let lastReady: MetricsBody | undefined;
 
   router.get('/api/v1/metrics', async (_req, res) => {
     const view = await fleet.read();
@@ -134,16 +137,29 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
     }
     let body = metricsBodies.get(view);
     if (body === undefined) {
-      body = serialiseMetrics(view.newest);
-      metricsBodies.set(view, body);
+      const made = serialiseMetrics(view.newest);
+      const created: MetricsBody = {
+        made,
+        oldestListedAt: Math.min(...view.nodes.map((line) => line.listedAt)),
+        // The Pushgateway's shape has no place for a partial answer: a header names the nodes missing from it.
+        unlisted: view.nodes.filter((l) => !l.reachable).map((l) => l.node.id).join(', '),
+      };
+      void made.then((chunks) => {
+        created.chunks = chunks;
+        if (lastReady === undefined || created.oldestListedAt >= lastReady.oldestListedAt) lastReady = created;
+      });
+      metricsBodies.set(view, created);
+      body = created;
     }
-    const chunks = await body;
+    const fallback = lastReady;
+    const ready =
+      body.chunks === undefined && fallback?.chunks !== undefined && Date.now() - fallback.oldestListedAt < fleet.maxStaleMs ? fallback : body;
+    const chunks = ready.chunks ?? (await ready.made);
     res.status(200);
     res.setHeader('Content-Type', 'application/json');
     res.setHeader('Cache-Control', 'no-cache, no-store, must-revalidate');
     res.setHeader('Content-Length', String(chunks.reduce((sum, chunk) => sum + chunk.length, 0)));
-    // The Pushgateway's shape has no place for a partial answer: say in a header which nodes are missing from it.
-    if (failed.length > 0) res.setHeader('X-Pgw-Director-Unlisted', view.nodes.filter((l) => !l.reachable).map((l) => l.node.id).join(', '));
+    if (ready.unlisted !== '') res.setHeader('X-Pgw-Director-Unlisted', ready.unlisted);
     await writeChunks(res, chunks);
   });
 
