@@ -70,6 +70,8 @@ async function startDirector(nodeUrls: readonly string[]): Promise<Director> {
     '--mode=proxy',
     '--reconcile.interval=0',
     '--log.level=warn',
+    // A starved shared machine can take longer than the default 10 s to serve 10,000 groups: time the director, not that.
+    `--proxy.timeout=${process.env['BENCH_FLEET_TIMEOUT'] ?? '60s'}`,
     ...nodeUrls.flatMap((url) => ['--node', url]),
   ]);
   const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
