@@ -61,6 +61,8 @@ export type DirectorOptions = Readonly<{
   serverTimeouts?: ServerTimeouts;
   /** How long a node's listing is reused by the fleet views (FLEET_CACHE_MS by default). */
   fleetCacheMs?: number;
+  /** How old a fleet view may be and still be served while a fresher one is made (FLEET_MAX_STALE_MS by default). */
+  fleetMaxStaleMs?: number;
   /** What the fleet page shows as a node's health (members `in ring` by default). */
   nodeHealth?: NodeHealth;
   /** The clock the fleet views measure ages with (Date.now by default). */
@@ -133,6 +135,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     drain: config.reconcile.drain,
     registry: metrics.registry,
     ...(options.fleetCacheMs === undefined ? {} : { cacheMs: options.fleetCacheMs }),
+    ...(options.fleetMaxStaleMs === undefined ? {} : { maxStaleMs: options.fleetMaxStaleMs }),
   });
   const fleetRouter = createFleetRouter({
     fleet,

@@ -1,15 +1,27 @@
 /**
  * The fleet view's I/O: lists the groups of every ring member and every node being drained, in parallel, through the
  * NodeClient (its timeout and credentials), and keeps each node's listing for a short while. However many readers
- * ask, a node is listed at most once per `cacheMs`: readers that arrive while a listing runs share it, and readers
- * within `cacheMs` of its start get its result. A node that cannot be listed is a Listing with an error; it never
- * hides the others. Building the view yields to the event loop between slices, so a large fleet never holds pushes.
+ * ask, a node is listed at most once per `cacheMs` and never twice at once: readers that arrive while a listing runs
+ * share it. Readers do not wait for a refresh while the last view is younger than `maxStaleMs`: a Pushgateway takes
+ * seconds to list 10,000 groups, and readers get the last view meanwhile. A node that cannot be listed is a Listing
+ * with an error; it never hides the others. Building the view yields to the event loop between slices, so a large
+ * fleet never holds pushes.
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 import { Counter, type Registry } from 'prom-client';
 
-import { type FleetCopy, type FleetView, type Listing, type NodeRole, type OwnerOf, copiesOf, sortCopies, summarise } from './core/fleet';
+import {
+  type FleetCopy,
+  type FleetView,
+  type Listing,
+  type NodeRole,
+  type OwnerOf,
+  copiesOf,
+  copySortKey,
+  isNewerCopy,
+  summarise,
+} from './core/fleet';
 import { groupKeyOf } from './core/group';
 import type { Node } from './core/node';
 import type { Ring } from './core/ring';
@@ -18,6 +30,9 @@ import type { Placement } from './placement';
 
 /** FLEET_CACHE_MS is how long a node's listing is reused: at most one listing per node per 5 s. */
 export const FLEET_CACHE_MS = 5000;
+
+/** FLEET_MAX_STALE_MS is how old (from its listings' start) a view may be and still be served while a new one is made. */
+export const FLEET_MAX_STALE_MS = 60_000;
 
 /** Groups handled per slice of work before yielding to the event loop. */
 const SLICE = 2000;
@@ -30,6 +45,8 @@ export type FleetOptions = Readonly<{
   drain: readonly Node[];
   /** How long a listing is reused, from its start. @default FLEET_CACHE_MS */
   cacheMs?: number;
+  /** Serve the last view while a fresher one is made, as long as its oldest listing started less than this ago; 0: always wait. @default FLEET_MAX_STALE_MS */
+  maxStaleMs?: number;
   /** Where listings are counted; none by default. */
   registry?: Registry;
   /** The clock, in milliseconds. @default Date.now */
@@ -38,13 +55,74 @@ export type FleetOptions = Readonly<{
 
 /** Fleet reads the fleet view. One per director; share it between every reader. */
 export type Fleet = Readonly<{
-  /** read returns the current view; the same object while no listing and the ring did not change. Never rejects. */
+  /**
+   * read returns the current view: the last one made, while it is younger than `maxStaleMs` and the ring did not
+   * change (a refresh starts behind it when its listings are due), else the next one. Never rejects.
+   */
   read(): Promise<FleetView>;
+  /** maxStaleMs is how old a view may be and still be served (FleetOptions.maxStaleMs). */
+  maxStaleMs: number;
   /** nodes returns the nodes a read lists, with their role: ring members, then draining nodes off the ring. */
   nodes(): readonly { node: Node; role: NodeRole }[];
 }>;
 
-type Entry = { listedAt: number; listing: Promise<Listing> };
+type Entry = { listedAt: number; listing: Promise<Listing>; settled: boolean };
+type Keyed = { key: string; copy: FleetCopy };
+
+/** mergeRuns merges two sorted runs, yielding to the event loop every SLICE elements. */
+async function mergeRuns(a: readonly Keyed[], b: readonly Keyed[]): Promise<Keyed[]> {
+  const out: Keyed[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    if (y === undefined || (x !== undefined && x.key <= y.key)) {
+      out.push(x as Keyed);
+      i++;
+    } else {
+      out.push(y);
+      j++;
+    }
+    if (out.length % SLICE === 0) await yieldToLoop();
+  }
+  return out;
+}
+
+/** sortInSlices sorts copies as copySortKey orders them: slices sorted apart, then merged, never in one piece. */
+async function sortInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]> {
+  let runs: Keyed[][] = [];
+  for (let at = 0; at < copies.length; at += SLICE) {
+    const run = copies.slice(at, at + SLICE).map((copy) => ({ key: copySortKey(copy), copy }));
+    run.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    runs.push(run);
+    await yieldToLoop();
+  }
+  while (runs.length > 1) {
+    const next: Keyed[][] = [];
+    for (let i = 0; i < runs.length; i += 2) next.push(i + 1 < runs.length ? await mergeRuns(runs[i] as Keyed[], runs[i + 1] as Keyed[]) : (runs[i] as Keyed[]));
+    runs = next;
+  }
+  return (runs[0] ?? []).map((entry) => entry.copy);
+}
+
+/** newestInSlices is newestCopies (lib/core/fleet.ts) in slices: the newest copy of each group, in order. */
+async function newestInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]> {
+  const best = new Map<string, FleetCopy>();
+  for (let at = 0; at < copies.length; at += SLICE) {
+    for (const copy of copies.slice(at, at + SLICE)) {
+      const current = best.get(copy.identity);
+      if (current === undefined || isNewerCopy(copy, current)) best.set(copy.identity, copy);
+    }
+    await yieldToLoop();
+  }
+  const newest: FleetCopy[] = [];
+  for (let at = 0; at < copies.length; at += SLICE) {
+    for (const copy of copies.slice(at, at + SLICE)) if (best.get(copy.identity) === copy) newest.push(copy);
+    await yieldToLoop();
+  }
+  return newest;
+}
 
 /** describeListingError turns a failed listing into one line: the cause's code where fetch hides it. */
 export function describeListingError(error: unknown): string {
@@ -60,6 +138,7 @@ export function describeListingError(error: unknown): string {
 export function createFleet(options: FleetOptions): Fleet {
   const { placement, client } = options;
   const cacheMs = options.cacheMs ?? FLEET_CACHE_MS;
+  const maxStaleMs = options.maxStaleMs ?? FLEET_MAX_STALE_MS;
   const now = options.now ?? Date.now;
   const listings = options.registry === undefined
     ? undefined
@@ -71,6 +150,8 @@ export function createFleet(options: FleetOptions): Fleet {
     });
   const cache = new Map<string, Entry>();
   let memo: { ring: Ring; inputs: readonly Promise<Listing>[]; view: Promise<FleetView> } | undefined;
+  // The last view made, for readers that need not wait: its ring and when its oldest listing started.
+  let latest: { ring: Ring; view: FleetView; oldestListedAt: number } | undefined;
 
   const nodes = (): { node: Node; role: NodeRole }[] => {
     const members = placement.ring.nodes;
@@ -106,11 +187,11 @@ export function createFleet(options: FleetOptions): Fleet {
         await yieldToLoop();
       }
     }
-    const sorted = sortCopies(copies);
-    await yieldToLoop();
+    const sorted = await sortInSlices(copies);
+    const newest = await newestInSlices(sorted);
     const shareList = ring.shares();
     const shares = new Map(ring.nodes.map((node, i) => [node.id, shareList[i] ?? 0]));
-    return { nodes: summarise(done, sorted, (node) => shares.get(node.id) ?? 0), copies: sorted };
+    return { nodes: summarise(done, sorted, (node) => shares.get(node.id) ?? 0), copies: sorted, newest };
   };
 
   const read = (): Promise<FleetView> => {
@@ -122,17 +203,28 @@ export function createFleet(options: FleetOptions): Fleet {
       const key = `${role} ${node.id} ${node.url}`;
       keys.add(key);
       let entry = cache.get(key);
-      if (entry === undefined || at - entry.listedAt >= cacheMs) {
-        entry = { listedAt: at, listing: list(node, role, at) };
+      // A new listing only when the last one is done and due: never two at once towards one node.
+      if (entry === undefined || (entry.settled && at - entry.listedAt >= cacheMs)) {
+        const fresh: Entry = { listedAt: at, listing: list(node, role, at), settled: false };
+        void fresh.listing.then(() => (fresh.settled = true));
+        entry = fresh;
         cache.set(key, entry);
       }
       return entry.listing;
     });
     for (const key of cache.keys()) if (!keys.has(key)) cache.delete(key);
     const same = memo !== undefined && memo.ring === ring && memo.inputs.length === inputs.length && memo.inputs.every((p, i) => p === inputs[i]);
-    if (!same || memo === undefined) memo = { ring, inputs, view: build(ring, inputs) };
+    if (!same || memo === undefined) {
+      const view = build(ring, inputs);
+      memo = { ring, inputs, view };
+      void view.then((made) => {
+        const oldestListedAt = Math.min(...made.nodes.map((line) => line.listedAt));
+        if (latest === undefined || oldestListedAt >= latest.oldestListedAt || latest.ring !== ring) latest = { ring, view: made, oldestListedAt };
+      });
+    }
+    if (latest !== undefined && latest.ring === ring && at - latest.oldestListedAt < maxStaleMs) return Promise.resolve(latest.view);
     return memo.view;
   };
 
-  return Object.freeze({ read, nodes });
+  return Object.freeze({ read, nodes, maxStaleMs });
 }

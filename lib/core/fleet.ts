@@ -47,10 +47,14 @@ export type NodeSummary = Readonly<{
   misplaced: number;
 }>;
 
-/** FleetView is the whole fleet at one moment: nodes in ring order then draining, copies sorted by job and group. */
+/**
+ * FleetView is the whole fleet at one moment: nodes in ring order then draining, every copy sorted by job, group and
+ * node, and the newest copy of each group in the same order.
+ */
 export type FleetView = Readonly<{
   nodes: readonly NodeSummary[];
   copies: readonly FleetCopy[];
+  newest: readonly FleetCopy[];
 }>;
 
 /** OwnerOf returns the owner of a group's labels on the current ring, or undefined. */
@@ -73,14 +77,14 @@ export function copiesOf(listing: Listing, ownerOf: OwnerOf): FleetCopy[] {
   return copies;
 }
 
-/** sortKey orders copies by job, then group, then node, bytewise, so every page of the table is stable. */
-function sortKey(copy: FleetCopy): string {
+/** copySortKey orders copies by job, then group, then node, bytewise, so every page of the table is stable. */
+export function copySortKey(copy: FleetCopy): string {
   return `${copy.job}\u0000${copy.identity}\u0000${copy.node.id}`;
 }
 
 /** sortCopies returns the copies ordered by job, group and node. */
 export function sortCopies(copies: readonly FleetCopy[]): FleetCopy[] {
-  const keyed = copies.map((copy) => ({ key: sortKey(copy), copy }));
+  const keyed = copies.map((copy) => ({ key: copySortKey(copy), copy }));
   keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return keyed.map((entry) => entry.copy);
 }
@@ -109,12 +113,13 @@ export function newestCopies(copies: readonly FleetCopy[]): FleetCopy[] {
   const best = new Map<string, FleetCopy>();
   for (const copy of copies) {
     const current = best.get(copy.identity);
-    if (current === undefined || isNewer(copy, current)) best.set(copy.identity, copy);
+    if (current === undefined || isNewerCopy(copy, current)) best.set(copy.identity, copy);
   }
   return copies.filter((copy) => best.get(copy.identity) === copy);
 }
 
-function isNewer(copy: FleetCopy, than: FleetCopy): boolean {
+/** isNewerCopy tells whether `copy` wins over `than` (another copy of the same group) in newestCopies. */
+export function isNewerCopy(copy: FleetCopy, than: FleetCopy): boolean {
   if (copy.group.pushTime !== than.group.pushTime) return copy.group.pushTime > than.group.pushTime;
   return !copy.misplaced && than.misplaced;
 }

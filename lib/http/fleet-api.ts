@@ -9,7 +9,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 import { type Request, type Response, Router } from 'express';
 
-import { type FleetCopy, type FleetQuery, type FleetView, type NodeRole, filterCopies, isStale, newestCopies, parseFleetQuery } from '../core/fleet';
+import { type FleetCopy, type FleetQuery, type FleetView, type NodeRole, filterCopies, isStale, parseFleetQuery } from '../core/fleet';
 import type { Group } from '../core/group';
 import type { Node } from '../core/node';
 import type { Fleet } from '../fleet';
@@ -47,17 +47,8 @@ function apiGroup(group: Group): Record<string, unknown> {
   return { labels: group.labels, last_push_successful: group.lastPushSuccessful, ...group.families };
 }
 
-type Derived = { newest: readonly FleetCopy[]; metricsBody?: Promise<readonly Buffer[]> };
-const derived = new WeakMap<FleetView, Derived>();
-
-function derive(view: FleetView): Derived {
-  let d = derived.get(view);
-  if (d === undefined) {
-    d = { newest: newestCopies(view.copies) };
-    derived.set(view, d);
-  }
-  return d;
-}
+/** A serialised /api/v1/metrics answer: made once per view whoever asks; `chunks` set once it is ready. */
+type MetricsBody = { made: Promise<readonly Buffer[]>; chunks?: readonly Buffer[]; oldestListedAt: number; unlisted: string };
 
 /** serialiseMetrics renders the `/api/v1/metrics` answer in chunks, yielding to the event loop between slices. */
 async function serialiseMetrics(copies: readonly FleetCopy[]): Promise<readonly Buffer[]> {
@@ -115,7 +106,9 @@ function badQuery(res: Response, query: Request['query'], defaultLimit: number):
   return parsed.query;
 }
 
-function selectCopies(view: FleetView, query: FleetQuery, nowMs: number, staleAfterMs: number): FleetCopy[] {
+function selectCopies(view: FleetView, query: FleetQuery, nowMs: number, staleAfterMs: number): readonly FleetCopy[] {
+  const unfiltered = query.job === undefined && query.node === undefined && !query.misplaced && !query.stale && Object.keys(query.labels).length === 0;
+  if (unfiltered) return view.copies;
   return filterCopies(view.copies, {
     ...(query.job === undefined ? {} : { job: query.job }),
     labels: query.labels,
@@ -131,6 +124,9 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
   const health = options.health ?? defaultHealth;
   const now = options.now ?? Date.now;
   const router = Router();
+  const metricsBodies = new WeakMap<FleetView, MetricsBody>();
+  // The last answer made, served while the next view's answer is being serialised (as long as it is not too old).
+  let lastReady: MetricsBody | undefined;
 
   router.get('/api/v1/metrics', async (_req, res) => {
     const view = await fleet.read();
@@ -139,15 +135,31 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
     if (failed.length === view.nodes.length) {
       return apiError(res, 503, 'unavailable', `no pushgateway could be listed: ${failed.join(', ')}`);
     }
-    const d = derive(view);
-    d.metricsBody ??= serialiseMetrics(d.newest);
-    const chunks = await d.metricsBody;
+    let body = metricsBodies.get(view);
+    if (body === undefined) {
+      const made = serialiseMetrics(view.newest);
+      const created: MetricsBody = {
+        made,
+        oldestListedAt: Math.min(...view.nodes.map((line) => line.listedAt)),
+        // The Pushgateway's shape has no place for a partial answer: a header names the nodes missing from it.
+        unlisted: view.nodes.filter((l) => !l.reachable).map((l) => l.node.id).join(', '),
+      };
+      void made.then((chunks) => {
+        created.chunks = chunks;
+        if (lastReady === undefined || created.oldestListedAt >= lastReady.oldestListedAt) lastReady = created;
+      });
+      metricsBodies.set(view, created);
+      body = created;
+    }
+    const fallback = lastReady;
+    const ready =
+      body.chunks === undefined && fallback?.chunks !== undefined && Date.now() - fallback.oldestListedAt < fleet.maxStaleMs ? fallback : body;
+    const chunks = ready.chunks ?? (await ready.made);
     res.status(200);
     res.setHeader('Content-Type', 'application/json');
     res.setHeader('Cache-Control', 'no-cache, no-store, must-revalidate');
     res.setHeader('Content-Length', String(chunks.reduce((sum, chunk) => sum + chunk.length, 0)));
-    // The Pushgateway's shape has no place for a partial answer: say in a header which nodes are missing from it.
-    if (failed.length > 0) res.setHeader('X-Pgw-Director-Unlisted', view.nodes.filter((l) => !l.reachable).map((l) => l.node.id).join(', '));
+    if (ready.unlisted !== '') res.setHeader('X-Pgw-Director-Unlisted', ready.unlisted);
     await writeChunks(res, chunks);
   });
 
@@ -174,7 +186,7 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
           groups: line.groups,
           misplaced: line.misplaced,
         })),
-        groups_total: derive(view).newest.length,
+        groups_total: view.newest.length,
         copies_total: view.copies.length,
         stale_after_seconds: staleAfterMs / 1000,
         total: selected.length,
@@ -211,7 +223,7 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
       nowMs,
       staleAfterMs,
       nodes,
-      groups: derive(view).newest.length,
+      groups: view.newest.length,
       copies: view.copies.length,
       query,
       total: selected.length,

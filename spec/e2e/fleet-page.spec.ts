@@ -50,7 +50,7 @@ describe('the fleet page in a real browser (headless Chromium), in front of thre
     director = directorFromFlags(
       ['--mode=proxy', '--reconcile.interval=0', '--log.level=warn', `--ui.stale-after=${STALE_AFTER_S}s`, ...nodes.flatMap((n) => ['--node', n.url])],
       {},
-      { fleetCacheMs: 0, fleetClock: () => frozenAt ?? Date.now() },
+      { fleetCacheMs: 0, fleetMaxStaleMs: 0, fleetClock: () => frozenAt ?? Date.now() },
     );
     url = `http://127.0.0.1:${(await director.listen()).port}`;
     // A group that stops pushing: wait until its last push is older than --ui.stale-after.

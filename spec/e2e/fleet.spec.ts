@@ -83,8 +83,8 @@ describe('the fleet read as one Pushgateway, with real Pushgateways', () => {
 
   before(async () => {
     nodes = await Promise.all([startPushgateway(), startPushgateway(), startPushgateway()]);
-    // No cache: every read lists the nodes again, so each spec sees the pushes made before it.
-    director = directorFromFlags(['--mode=proxy', '--reconcile.interval=0', '--log.level=warn', ...nodes.flatMap((n) => ['--node', n.url])], {}, { fleetCacheMs: 0 });
+    // No cache and no stale views: every read lists the nodes again, so each spec sees the pushes made before it.
+    director = directorFromFlags(['--mode=proxy', '--reconcile.interval=0', '--log.level=warn', ...nodes.flatMap((n) => ['--node', n.url])], {}, { fleetCacheMs: 0, fleetMaxStaleMs: 0 });
     url = `http://127.0.0.1:${(await director.listen()).port}`;
     for (const push of PUSHES) await put(url, push.labels, push.body);
     // Two groups with a second copy off their owner: one older than the owner's copy, one newer.

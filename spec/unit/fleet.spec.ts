@@ -3,8 +3,10 @@ import { describe, it } from 'node:test';
 
 import type { Group } from '../../lib/core/group';
 import { type Node, parseNodeUrl } from '../../lib/core/node';
+import { newestCopies, sortCopies } from '../../lib/core/fleet';
 import { createFleet } from '../../lib/fleet';
 import { Placement } from '../../lib/placement';
+import { until } from '../support/wait';
 
 const node = (url: string): Node => {
   const result = parseNodeUrl(url);
@@ -37,12 +39,12 @@ function fakeClient() {
 
 const group = (job: string): Group => ({ labels: { job }, lastPushSuccessful: true, pushTime: 1, families: {} });
 
-function setup(drain: Node[] = []) {
+function setup(drain: Node[] = [], maxStaleMs = 0) {
   const placement = new Placement({ vnodes: 50, hashKey: 'grouping-key' });
   placement.update([A, B]);
   const client = fakeClient();
   let now = 1_000_000;
-  const fleet = createFleet({ placement, client, drain, cacheMs: 5000, now: () => now });
+  const fleet = createFleet({ placement, client, drain, cacheMs: 5000, maxStaleMs, now: () => now });
   return { placement, client, fleet, advance: (ms: number) => (now += ms) };
 }
 
@@ -101,6 +103,57 @@ describe('createFleet', () => {
     const after = await fleet.read();
     assert.deepEqual(after.nodes.map((l) => l.node.id), [A.id, D.id]);
     assert.equal(client.calls.length, 3, 'a ring change alone lists nothing again');
+  });
+
+  it('serves the last view while a refresh runs, and never lists a node twice at once', async () => {
+    const { client, fleet, advance } = setup([], 60_000);
+    const first = fleet.read();
+    client.settle(A.id, []);
+    client.settle(B.id, []);
+    const view = await first;
+    advance(5000);
+    assert.equal(await fleet.read(), view, 'the last view, at once');
+    assert.equal(client.calls.length, 4, 'a refresh started behind it');
+    advance(5000);
+    assert.equal(await fleet.read(), view);
+    assert.equal(client.calls.length, 4, 'the refresh still runs: no second listing');
+    client.settle(A.id, [group('x')]);
+    client.settle(B.id, []);
+    await until(async () => (await fleet.read()) !== view, 'the refreshed view to be served');
+    assert.equal((await fleet.read()).copies.length, 1);
+    // The clock says the refresh's listings are due again (started 5 s ago): one more round at most.
+    assert.equal(client.calls.length, 6);
+  });
+
+  it('makes readers wait for a fresh view once the last one is older than maxStaleMs', async () => {
+    const { client, fleet, advance } = setup([], 60_000);
+    const first = fleet.read();
+    client.settle(A.id, []);
+    client.settle(B.id, []);
+    await first;
+    advance(60_000);
+    let settled = false;
+    const waiting = fleet.read().then((v) => ((settled = true), v));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, false);
+    client.settle(A.id, [group('x')]);
+    client.settle(B.id, []);
+    assert.equal((await waiting).copies.length, 1);
+  });
+
+  it('orders copies and picks the newest of each group in slices exactly as the pure functions do', async () => {
+    const { client, fleet } = setup();
+    const read = fleet.read();
+    // More groups than one slice, shuffled, with copies of one group on both nodes at different push times.
+    const many = (salt: number): Group[] =>
+      Array.from({ length: 4500 }, (_, i) => ({ ...group(`job-${(i * 7919 + salt) % 300}`), labels: { job: `job-${(i * 7919) % 300}`, i: String(i % 1700) }, pushTime: (i * salt) % 13 }));
+    client.settle(A.id, many(3));
+    client.settle(B.id, many(5));
+    const view = await read;
+    assert.equal(view.copies.length, 9000);
+    assert.deepEqual(view.copies, sortCopies(view.copies));
+    assert.deepEqual(view.newest, newestCopies(view.copies));
+    assert.ok(view.newest.length < view.copies.length);
   });
 
   it('places copies against the current ring', async () => {

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import express from 'express';
+import request from 'supertest';
+
+import type { FleetView, NodeSummary } from '../../../lib/core/fleet';
+import { copiesOf } from '../../../lib/core/fleet';
+import type { Group } from '../../../lib/core/group';
+import type { Fleet } from '../../../lib/fleet';
+import { createFleetRouter } from '../../../lib/http/fleet-api';
+
+const A = { id: '127.0.0.1:9091', url: 'http://127.0.0.1:9091' };
+const B = { id: '127.0.0.2:9091', url: 'http://127.0.0.2:9091' };
+const group = (job: string, value: string): Group => ({
+  labels: { job },
+  lastPushSuccessful: true,
+  pushTime: 1,
+  families: { v: { time_stamp: '2026-01-01T00:00:00Z', type: 'GAUGE', metrics: [{ labels: { job }, value }] } },
+});
+const line = (node: typeof A, reachable: boolean): NodeSummary => ({
+  node,
+  role: 'member',
+  share: 0.5,
+  reachable,
+  error: reachable ? undefined : 'unreachable: ECONNREFUSED',
+  listedAt: Date.now(),
+  groups: 0,
+  misplaced: 0,
+});
+function view(groups: Group[], nodes: NodeSummary[] = [line(A, true)]): FleetView {
+  const copies = copiesOf({ node: A, role: 'member', listedAt: 0, groups, error: undefined }, () => A);
+  return { nodes, copies, newest: copies };
+}
+function app(views: FleetView[], maxStaleMs = 60_000) {
+  let at = 0;
+  const fleet: Fleet = { read: () => Promise.resolve(views[Math.min(at++, views.length - 1)] as FleetView), nodes: () => [], maxStaleMs };
+  return express().use(createFleetRouter({ fleet, staleAfterMs: 3_600_000, ui: false }));
+}
+
+describe('GET /api/v1/metrics', () => {
+  it('answers the newest copies in the Pushgateway\'s shape', async () => {
+    const res = await request(app([view([group('a', '1')])])).get('/api/v1/metrics');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['content-type'], 'application/json');
+    assert.deepEqual(JSON.parse(res.text), {
+      status: 'success',
+      data: [{ labels: { job: 'a' }, last_push_successful: true, v: { time_stamp: '2026-01-01T00:00:00Z', type: 'GAUGE', metrics: [{ labels: { job: 'a' }, value: '1' }] } }],
+    });
+  });
+
+  it('serves the last answer made while the next view\'s answer is serialised, then the next', async () => {
+    const server = app([view([group('a', '1')]), view([group('a', '2')])]);
+    const values = [];
+    for (let i = 0; i < 3; i++) values.push((JSON.parse((await request(server).get('/api/v1/metrics')).text) as { data: { v: { metrics: { value: string }[] } }[] }).data[0]?.v.metrics[0]?.value);
+    assert.deepEqual(values, ['1', '1', '2']);
+  });
+
+  it('never serves an older answer when stale views are off', async () => {
+    const server = app([view([group('a', '1')]), view([group('a', '2')])], 0);
+    const values = [];
+    for (let i = 0; i < 2; i++) values.push((JSON.parse((await request(server).get('/api/v1/metrics')).text) as { data: { v: { metrics: { value: string }[] } }[] }).data[0]?.v.metrics[0]?.value);
+    assert.deepEqual(values, ['1', '2']);
+  });
+
+  it('names the nodes it could not list in a header, and answers 503 when none could be listed or there is none', async () => {
+    const partial = await request(app([view([group('a', '1')], [line(A, true), line(B, false)])])).get('/api/v1/metrics');
+    assert.equal(partial.status, 200);
+    assert.equal(partial.headers['x-pgw-director-unlisted'], B.id);
+    const none = await request(app([view([], [line(A, false), line(B, false)])])).get('/api/v1/metrics');
+    assert.equal(none.status, 503);
+    assert.deepEqual(JSON.parse(none.text), {
+      status: 'error',
+      errorType: 'unavailable',
+      error: 'no pushgateway could be listed: 127.0.0.1:9091 (unreachable: ECONNREFUSED), 127.0.0.2:9091 (unreachable: ECONNREFUSED)',
+    });
+    const empty = await request(app([view([], [])])).get('/api/v1/metrics');
+    assert.equal(empty.status, 503);
+    assert.equal((JSON.parse(empty.text) as { error: string }).error, 'no pushgateway nodes available');
+  });
+
+  it('serves no page with the UI off', async () => {
+    assert.equal((await request(app([view([])])).get('/')).status, 404);
+  });
+});
