@@ -684,10 +684,12 @@ export function parseCommand(positionals: readonly string[], config: Config): { 
 /** helpText renders `--help`. */
 export function helpText(): string {
   const lines = [
-    'usage: pgw-director [flags]',
-    '       pgw-director lookup [flags] PATH...',
-    '       pgw-director ring [flags]',
-    '       pgw-director reconcile [flags]',
+    'usage: pgw-director [flags]                       serve pushes',
+    '       pgw-director lookup [flags] PATH_OR_URL...  print the owner of each push path',
+    '       pgw-director ring [flags]                  print the ring\'s members and shares',
+    '       pgw-director reconcile [flags]             run one reconciliation pass, print its report',
+    '',
+    'One-shot commands print on stdout and log on stderr; exit 0 done, 1 failed, 2 misconfigured.',
     '',
     'flags:',
   ];

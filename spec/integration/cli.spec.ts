@@ -30,7 +30,7 @@ describe('pgw-director help, version and refused arguments', () => {
     for (const flag of ['-h', '--help']) {
       const result = await cli([flag]);
       assert.equal(result.code, 0);
-      assert.match(result.stdout, /^usage: pgw-director \[flags\]\n/);
+      assert.match(result.stdout, /^usage: pgw-director \[flags\] +serve pushes\n/);
       assert.match(result.stdout, /\n {2}-h, --help\n/);
       assert.match(result.stdout, /--node\.basic-auth\.username=VALUE/);
       assert.equal(result.stderr, '');
