@@ -13,7 +13,7 @@ import { createDirector, createNodeClientFor, createPlacement } from '../lib/dir
 import { createDiscovery } from '../lib/discovery';
 import { describeLookup, describeRing } from '../lib/inspect';
 import { createLogger } from '../lib/logger';
-import { createMetrics } from '../lib/metrics';
+import { type DirectorMetrics, createMetrics } from '../lib/metrics';
 import type { Placement } from '../lib/placement';
 import { createReconcileMetrics, createReconciler } from '../lib/reconcile';
 import { VERSION } from '../lib/version';
@@ -33,15 +33,16 @@ function usageError(message: string): number {
  * loadRing builds a placement and its discovery, nothing else, and waits for the first membership: it arrives as the
  * placement's `change` event (static nodes set it at once). Registration in Consul is left to the server.
  */
-async function loadRing(config: Config, logger: Logger): Promise<Placement> {
+async function loadRing(config: Config, logger: Logger): Promise<{ placement: Placement; metrics: DirectorMetrics }> {
   const placement = createPlacement(config);
+  const metrics = createMetrics(placement);
   const readOnly: Config = config.consul === undefined ? config : { ...config, consul: { ...config.consul, register: [], deregisterOnExit: false } };
-  const discovery = createDiscovery(readOnly, placement, createMetrics(placement), logger);
+  const discovery = createDiscovery(readOnly, placement, metrics, logger);
   const first = once(placement, 'change', { signal: AbortSignal.timeout(RING_WAIT_MS) }).catch(() => undefined);
   discovery.start();
   if (placement.pendingReason !== undefined) await first;
   await discovery.stop();
-  return placement;
+  return { placement, metrics };
 }
 
 async function runCommand(command: Command, args: readonly string[], config: Config): Promise<number> {
@@ -49,7 +50,7 @@ async function runCommand(command: Command, args: readonly string[], config: Con
   const level = command === 'reconcile' || config.logLevel !== 'info' ? config.logLevel : 'warn';
   const logger = createLogger(level, pino.destination({ dest: 2, sync: true }));
   for (const notice of config.notices) logger.info(notice);
-  const placement = await loadRing(config, logger);
+  const { placement, metrics } = await loadRing(config, logger);
   if (placement.ring.points === 0) {
     // Still waiting for Consul, or it lists no healthy Pushgateway: nothing to print or reconcile.
     console.error(`pgw-director: ${placement.unavailableMessage()}`);
@@ -62,8 +63,7 @@ async function runCommand(command: Command, args: readonly string[], config: Con
         `--reconcile.drain=${onRing.map((node) => node.url).join(',')} is still on the ring: take it out of discovery first, so its groups have other owners to move to`,
       );
     }
-    const metrics = createReconcileMetrics(createMetrics(placement).registry);
-    const reconciler = createReconciler(placement, config.reconcile, metrics, logger, createNodeClientFor(config));
+    const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, createNodeClientFor(config));
     const report = await reconciler.pass();
     process.stdout.write(`${JSON.stringify(report)}\n`);
     return report.errors === 0 ? 0 : 1;

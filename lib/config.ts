@@ -535,7 +535,12 @@ type Read = Readonly<{
   bool(flag: string): boolean;
   /** given says whether the operator set the option (by flag or file), defaults aside. */
   given(flag: string): boolean;
+  /** fromFile says whether the option's value comes from the config file (no flag overrides it). */
+  fromFile(flag: string): boolean;
 }>;
+
+/** IMPLIED_PATH tells a dynamic-sharding user where --hash.key=path came from. */
+const IMPLIED_PATH = ' (a dynamic-sharding config file implies --hash.key=path; pass --hash.key=grouping-key to change placement)';
 
 /**
  * parseConfig builds the configuration from flags, the environment and the YAML file the flags name. Throws
@@ -561,6 +566,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     },
     bool: (flag) => get(flag) === true,
     given: (flag) => given(flag) !== undefined,
+    fromFile: (flag) => flags[flag] === undefined && file.values[flag] !== undefined,
   };
 
   const listenText = read.value('web.listen-address');
@@ -693,13 +699,14 @@ function parseNodeAuthorization(read: Read): string | undefined {
 function parseReconcileConfig(read: Read, hashKey: HashKeyMode): ReconcileConfig {
   const intervalText = read.str('reconcile.interval');
   const ttlText = read.str('group.ttl');
+  const hint = read.fromFile('hash.key') ? IMPLIED_PATH : '';
   // A group's owner is only well defined for the canonical key: under --hash.key=path it depends on how each push
   // was spelled, so reconciliation would move groups the old placement put on purpose.
   if (hashKey === 'path') {
     const asked = (intervalText !== undefined && intervalText !== '0') || read.list('reconcile.drain').length > 0 || read.bool('reconcile.migrate');
-    if (asked) throw new ConfigError('reconciliation needs --hash.key=grouping-key: under --hash.key=path a group has no single owner');
+    if (asked) throw new ConfigError(`reconciliation needs --hash.key=grouping-key: under --hash.key=path a group has no single owner${hint}`);
     if (ttlText !== undefined && ttlText !== '0') {
-      throw new ConfigError('--group.ttl runs in reconciliation passes, which --hash.key=path turns off: use --hash.key=grouping-key');
+      throw new ConfigError(`--group.ttl runs in reconciliation passes, which --hash.key=path turns off: use --hash.key=grouping-key${hint}`);
     }
   }
   const intervalMs = requireDuration('reconcile.interval', intervalText ?? (hashKey === 'path' ? '0' : '1m'));
@@ -842,7 +849,9 @@ export function parseCommand(positionals: readonly string[], config: Config): { 
     throw new ConfigError(`${command} takes no arguments; got ${args.map((arg) => JSON.stringify(arg)).join(' ')}`);
   }
   if (command === 'reconcile' && config.hashKey === 'path') {
-    throw new ConfigError('reconcile needs --hash.key=grouping-key: under --hash.key=path a group has no single owner');
+    // A dynamic-sharding file's notice is the only way --hash.key=path comes without the operator typing it.
+    const hint = config.notices.some((notice) => notice.includes('dynamic-sharding')) ? IMPLIED_PATH : '';
+    throw new ConfigError(`reconcile needs --hash.key=grouping-key: under --hash.key=path a group has no single owner${hint}`);
   }
   return { command, args };
 }
@@ -850,10 +859,12 @@ export function parseCommand(positionals: readonly string[], config: Config): { 
 /** helpText renders `--help`. */
 export function helpText(): string {
   const lines = [
-    'usage: pgw-director [flags]',
-    '       pgw-director lookup [flags] PATH...',
-    '       pgw-director ring [flags]',
-    '       pgw-director reconcile [flags]',
+    'usage: pgw-director [flags]                       serve pushes',
+    '       pgw-director lookup [flags] PATH_OR_URL...  print the owner of each push path',
+    '       pgw-director ring [flags]                  print the ring\'s members and shares',
+    '       pgw-director reconcile [flags]             run one reconciliation pass, print its report',
+    '',
+    'One-shot commands print on stdout and log on stderr; exit 0 done, 1 failed, 2 misconfigured.',
     '',
     'flags:',
   ];

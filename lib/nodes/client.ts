@@ -65,6 +65,13 @@ export function statusMessage(action: string, node: Node, status: number, sentCr
   return `${action} ${node.id}: HTTP ${status}`;
 }
 
+/** unreachableMessage says why a request to a node got no answer, in the Pushgateway's tone ("fetch failed" does not). */
+function unreachableMessage(node: Node, error: unknown, timeoutMs: number): string {
+  const err = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (err.name === 'TimeoutError' || err.name === 'AbortError') return `pushgateway ${JSON.stringify(node.id)} did not answer within ${timeoutMs}ms`;
+  return `pushgateway ${JSON.stringify(node.id)} unreachable: ${err.cause?.code ?? err.cause?.message ?? err.message ?? String(error)}`;
+}
+
 /** createNodeClient returns a NodeClient. */
 export function createNodeClient(options: NodeClientOptions): NodeClient {
   const fetchFn = options.fetchFn ?? (options.lookup === undefined ? fetch : createLookupFetch(options.lookup));
@@ -74,7 +81,12 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     const { timeoutMs, ...rest } = init;
     const headers = new Headers(rest.headers);
     if (options.authorization !== undefined) headers.set('Authorization', options.authorization);
-    return fetchFn(`${node.url}${path}`, { ...rest, headers, signal: AbortSignal.timeout(timeoutMs ?? options.timeoutMs) });
+    const limitMs = timeoutMs ?? options.timeoutMs;
+    try {
+      return await fetchFn(`${node.url}${path}`, { ...rest, headers, signal: AbortSignal.timeout(limitMs) });
+    } catch (error) {
+      throw new Error(unreachableMessage(node, error, limitMs));
+    }
   };
 
   const listGroups = async (node: Node): Promise<Group[]> => {

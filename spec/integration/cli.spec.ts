@@ -30,7 +30,7 @@ describe('pgw-director help, version and refused arguments', () => {
     for (const flag of ['-h', '--help']) {
       const result = await cli([flag]);
       assert.equal(result.code, 0);
-      assert.match(result.stdout, /^usage: pgw-director \[flags\]\n/);
+      assert.match(result.stdout, /^usage: pgw-director \[flags\] +serve pushes\n/);
       assert.match(result.stdout, /\n {2}-h, --help\n/);
       assert.match(result.stdout, /--node\.basic-auth\.username=VALUE/);
       assert.equal(result.stderr, '');
@@ -111,6 +111,17 @@ describe('pgw-director reconcile', () => {
     assert.match(result.stderr, /"msg":"reconciliation pass done \(dry run: nothing changed\)"/);
     assert.doesNotMatch(result.stderr, /"msg":"migrating/);
     assert.deepEqual([...owner.received, ...holder.received].map((r) => r.method).filter((m) => m !== 'GET'), []);
+  });
+
+  it('says which node is unreachable and why, exit 1', async () => {
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const result = await cli(['reconcile', '--node', owner.url, '--node', `http://127.0.0.1:${port}`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`"err":"pushgateway \\\\"127.0.0.1:${port}\\\\" unreachable: ECONNREFUSED"`));
+    assert.deepEqual((JSON.parse(result.stdout) as { skipped: string[] }).skipped, [`127.0.0.1:${port}`]);
   });
 
   it('marks a real run as not dry', async () => {

@@ -221,6 +221,13 @@ describe("dynamic-sharding's config file", () => {
     assert.match(c.notices.join('\n'), /is dynamic-sharding's: read as --hash.key=path/);
   });
 
+  it('says where --hash.key=path came from when it refuses reconciliation', () => {
+    const file = yamlFile(SAMPLE);
+    assert.throws(() => config([`--config.file=${file}`, '--reconcile.migrate']), /a dynamic-sharding config file implies --hash.key=path/);
+    assert.throws(() => parseCommand(['reconcile'], config([`--config.file=${file}`])), /a dynamic-sharding config file implies --hash.key=path/);
+    assert.throws(() => config(['--hash.key=path', '--reconcile.migrate']), (error: Error) => !error.message.includes('dynamic-sharding'));
+  });
+
   it('lets flags win, --hash.key included', () => {
     const c = config([`--config.file=${yamlFile(SAMPLE)}`, '--hash.key=grouping-key', '--web.listen-address=127.0.0.1:9393']);
     assert.equal(c.hashKey, 'grouping-key');
