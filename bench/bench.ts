@@ -3,7 +3,8 @@
  *   1. lookup ns/op (parse, canonicalise, hash, search) at 10, 100 and 1000 nodes, and ring build time;
  *   2. balance: max/mean keys per node over 10 nodes and 100k keys;
  *   3. redirect throughput per CPU-second of the server: the director against a bare node:http 307 server;
- *   4. proxy throughput per CPU-second: the director in proxy mode against nginx (hash upstream, keep-alive).
+ *   4. proxy throughput per CPU-second: the director in proxy mode against nginx (hash upstream, keep-alive);
+ *   5. `reconcile` (only when named): one reconciliation pass over 3 real Pushgateways x 10,000 groups (bench/reconcile.ts).
  * It is a benchmark, not a test: it prints numbers and exits 0 unless something could not run.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -17,6 +18,7 @@ import { createKeyHasher } from '../lib/core/key-hash';
 import { type Node, parseNodeUrl } from '../lib/core/node';
 import { buildRing } from '../lib/core/ring';
 import { murmur3 } from '../lib/core/hash';
+import { reconcileBench } from './reconcile';
 import { SINK, freePort, rssBytes, startChild, stopChild, waitForPort } from '../spec/support/processes';
 
 const ROOT = join(__dirname, '..', '..');
@@ -396,6 +398,7 @@ async function proxyMemory(): Promise<void> {
 async function main(): Promise<void> {
   const all = args.size === 0;
   if (all || args.has('ring')) micro();
+  if (args.has('reconcile')) await reconcileBench(ROOT);
   if (!all && !args.has('redirect') && !args.has('proxy') && !args.has('memory')) return;
   if (!which('wrk')) {
     console.log('wrk not found: run scripts/install-e2e-deps.sh (Debian package wrk) for the throughput benchmarks');

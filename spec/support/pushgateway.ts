@@ -77,11 +77,14 @@ async function waitReady(url: string, headers: Record<string, string> = {}): Pro
 }
 
 /** startPushgateway starts one Pushgateway on a free loopback port, in memory only. */
-export async function startPushgateway(options: { webConfig?: string; authHeader?: string; port?: number } = {}): Promise<Pushgateway> {
+export async function startPushgateway(
+  options: { webConfig?: string; authHeader?: string; port?: number; extraArgs?: readonly string[] } = {},
+): Promise<Pushgateway> {
   const binary = requireProgram('prometheus-pushgateway', ['/usr/bin/prometheus-pushgateway']);
   const port = options.port ?? (await freePort());
   const args = [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file=', '--log.level=warn'];
   if (options.webConfig !== undefined) args.push(`--web.config.file=${options.webConfig}`);
+  args.push(...(options.extraArgs ?? []));
   const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
