@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 
 import { DataArrayScanner, ListingError, readListing } from '../../../lib/nodes/listing';
@@ -47,7 +48,7 @@ const space = (rand: Rand): string => (rand() < 0.7 ? '' : pick(rand, [' ', '\n'
 
 function randomValue(rand: Rand, depth: number): unknown {
   const roll = rand();
-  if (depth > 4 || roll < 0.3) return pick(rand, [0, -1.5e-7, 12345678901234567890, true, false, null, randomString(rand)]);
+  if (depth > 4 || roll < 0.3) return pick(rand, [0, -1.5e-7, 1.2345678901234567e19, true, false, null, randomString(rand)]);
   if (roll < 0.6) return Array.from({ length: Math.floor(rand() * 4) }, () => randomValue(rand, depth + 1));
   const object: Record<string, unknown> = {};
   for (let i = Math.floor(rand() * 4); i > 0; i--) object[randomString(rand)] = randomValue(rand, depth + 1);
@@ -99,8 +100,9 @@ function cut(rand: Rand, bytes: Buffer): Buffer[] {
   return chunks;
 }
 
-async function* stream(chunks: readonly Buffer[]): AsyncGenerator<Uint8Array> {
-  for (const chunk of chunks) yield new Uint8Array(chunk);
+/** stream delivers the chunks as a body does once it is all buffered: each read resolves at once. */
+function stream(chunks: readonly Buffer[]): AsyncIterable<Uint8Array> {
+  return Readable.from(chunks.map((chunk) => new Uint8Array(chunk)));
 }
 
 type Outcome = { ok: true; data: unknown[]; texts: string[] } | { ok: false; message: string };
