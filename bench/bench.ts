@@ -5,6 +5,7 @@
  *   3. redirect throughput per CPU-second of the server: the director against a bare node:http 307 server;
  *   4. proxy throughput per CPU-second: the director in proxy mode against nginx (hash upstream, keep-alive);
  *   5. `fleet`: the fleet views over 3 real Pushgateways x 10,000 groups (bench/fleet.ts).
+ *   6. `reconcile` (only when named): one reconciliation pass over 3 real Pushgateways x 10,000 groups (bench/reconcile.ts).
  * It is a benchmark, not a test: it prints numbers and exits 0 unless something could not run.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -19,6 +20,7 @@ import { type Node, parseNodeUrl } from '../lib/core/node';
 import { buildRing } from '../lib/core/ring';
 import { murmur3 } from '../lib/core/hash';
 import { fleetBench } from './fleet';
+import { reconcileBench } from './reconcile';
 import { SINK, freePort, rssBytes, startChild, stopChild, waitForPort } from '../spec/support/processes';
 
 const ROOT = join(__dirname, '..', '..');
@@ -404,6 +406,7 @@ async function main(): Promise<void> {
   const all = args.size === 0;
   if (all || args.has('ring')) micro();
   if (all || args.has('fleet')) await fleetBench();
+  if (args.has('reconcile')) await reconcileBench(ROOT);
   if (!all && !args.has('redirect') && !args.has('proxy') && !args.has('memory')) return;
   if (!which('wrk')) {
     console.log('wrk not found: run scripts/install-e2e-deps.sh (Debian package wrk) for the throughput benchmarks');

@@ -13,6 +13,8 @@
  * Every step is idempotent and every director replica computes the same owners, so replicas may reconcile at once.
  * A node that cannot be listed is skipped: a failed read never counts as a missing group.
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 
@@ -33,7 +35,7 @@ export type ReconcileOptions = Readonly<{
   dryRun: boolean;
   /** Delete groups whose last push is older than this; undefined: never. */
   ttlMs: number | undefined;
-  /** Requests to nodes in flight at once within a pass. @default 8 */
+  /** Requests to nodes in flight at once within a pass. @default 16 */
   concurrency?: number;
 }>;
 
@@ -86,6 +88,20 @@ export type Reconciler = Readonly<{ pass(): Promise<PassReport> }>;
 type Copy = Readonly<{ node: Node; group: Group }>;
 type Planned = Readonly<{ copy: Copy; action: Action; ownerCopy: Copy | undefined; owner: Node | undefined }>;
 
+/** A long synchronous stretch of a pass yields to the event loop after this long, so pushes are never held up. */
+const BUDGET_MS = 5;
+
+/** createPacer returns a function to await in long loops: it yields to the event loop once BUDGET_MS have passed. */
+function createPacer(): () => Promise<void> {
+  let since = performance.now();
+  let calls = 0;
+  return async () => {
+    if (++calls % 64 !== 0 || performance.now() - since < BUDGET_MS) return;
+    await yieldToLoop();
+    since = performance.now();
+  };
+}
+
 /** forEachLimited runs `fn` over `items`, at most `limit` at once. */
 async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -113,7 +129,7 @@ export function createReconciler(
   tombstones?: TombstoneStore,
 ): Reconciler {
   const log = logger.child({ component: 'reconcile', ...(options.dryRun ? { dry_run: true } : {}) });
-  const concurrency = options.concurrency ?? 8;
+  const concurrency = options.concurrency ?? 16;
   const would = (doing: string, wouldDo: string): string => (options.dryRun ? wouldDo : doing);
 
   const readTombstones = async (now: number): Promise<ReadonlyMap<string, number> | undefined> => {
@@ -179,9 +195,11 @@ export function createReconciler(
     }
 
     // Decide, group by group.
+    const pace = createPacer();
     const copies = new Map<string, Copy[]>();
     for (const node of nodes) {
       for (const group of listed.get(node.id) ?? []) {
+        await pace();
         const id = identity(group.labels);
         const list = copies.get(id);
         if (list === undefined) copies.set(id, [{ node, group }]);
@@ -191,6 +209,7 @@ export function createReconciler(
     }
     const plan: Planned[] = [];
     for (const [id, group] of copies) {
+      await pace();
       const labels = (group[0] as Copy).group.labels;
       const owner = ring.lookup(placement.hash(keyOf(labels), ''));
       const actions = decideGroup({

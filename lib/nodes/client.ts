@@ -10,6 +10,7 @@ import type { LookupFunction } from 'node:net';
 
 import { type Group, groupFromApi, groupPath } from '../core/group';
 import type { Node } from '../core/node';
+import { readListing } from './listing';
 import { createLookupFetch } from './lookup-fetch';
 
 /** NodeClientOptions configures createNodeClient. */
@@ -27,13 +28,27 @@ export type NodeClientOptions = Readonly<{
   lookup?: LookupFunction | undefined;
 }>;
 
+/** ListedGroup is a group with the exact JSON text of its element in the node's listing, to re-emit it unchanged. */
+export type ListedGroup = Readonly<{ group: Group; text: string }>;
+
 /** HealthAnswer is the outcome of one health check: the node's status, or why there was none. */
 export type HealthAnswer = Readonly<{ ok: true; status: number }> | Readonly<{ ok: false; reason: string }>;
 
 /** NodeClient makes the director's own requests to nodes. Errors are thrown as Error with a one-line message. */
 export type NodeClient = Readonly<{
-  /** listGroups returns every group the node holds (`GET /api/v1/metrics`). */
+  /**
+   * listGroups returns every group the node holds (`GET /api/v1/metrics`). The answer is read as it streams in and
+   * parsed group by group, yielding to the event loop every few milliseconds (lib/nodes/listing.ts), so a node with
+   * tens of thousands of groups never holds up the pushes; it is refused whole when any part of it is malformed.
+   */
   listGroups(node: Node): Promise<Group[]>;
+  /** listGroupsWithText is listGroups keeping each group's JSON text too (twice the memory: for re-emitting). */
+  listGroupsWithText(node: Node): Promise<ListedGroup[]>;
+  /**
+   * eachGroup is listGroups without the list: it calls `visit` with each group (and its JSON text) as it is read, so
+   * a caller keeps only what it needs. When it rejects, the groups already visited are not a listing: discard them.
+   */
+  eachGroup(node: Node, visit: (group: Group, text: string) => void): Promise<void>;
   /** deleteGroup deletes one group from the node (`DELETE` on its all-@base64 path); the node answers 202 either way. */
   deleteGroup(node: Node, labels: Readonly<Record<string, string>>): Promise<void>;
   /** putGroup replaces a group on the node with a text-format body. */
@@ -72,6 +87,14 @@ function unreachableMessage(node: Node, error: unknown, timeoutMs: number): stri
   return `pushgateway ${JSON.stringify(node.id)} unreachable: ${err.cause?.code ?? err.cause?.message ?? err.message ?? String(error)}`;
 }
 
+/** rearming passes a body's chunks through, calling `arm` as each arrives. */
+async function* rearming(body: AsyncIterable<Uint8Array>, arm: () => void): AsyncGenerator<Uint8Array> {
+  for await (const chunk of body) {
+    arm();
+    yield chunk;
+  }
+}
+
 /** createNodeClient returns a NodeClient. */
 export function createNodeClient(options: NodeClientOptions): NodeClient {
   const fetchFn = options.fetchFn ?? (options.lookup === undefined ? fetch : createLookupFetch(options.lookup));
@@ -83,43 +106,84 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     if (options.authorization !== undefined) headers.set('Authorization', options.authorization);
     const limitMs = timeoutMs ?? options.timeoutMs;
     try {
-      return await fetchFn(`${node.url}${path}`, { ...rest, headers, signal: AbortSignal.timeout(limitMs) });
+      return await fetchFn(`${node.url}${path}`, { ...rest, headers, signal: rest.signal ?? AbortSignal.timeout(limitMs) });
     } catch (error) {
       throw new Error(unreachableMessage(node, error, limitMs));
     }
   };
 
+  /**
+   * exchange makes a request whose answer is read here in full, under a timer cleared once done: a pass makes tens
+   * of thousands of these, and AbortSignal.timeout would keep each signal and timer alive for the whole timeout.
+   */
+  const exchange = async (node: Node, path: string, init: RequestInit): Promise<{ status: number; text: string }> => {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException('timeout', 'TimeoutError')), options.timeoutMs);
+    try {
+      const response = await request(node, path, { ...init, signal: controller.signal });
+      return { status: response.status, text: await response.text() };
+    } catch (error) {
+      throw new Error(controller.signal.aborted ? unreachableMessage(node, controller.signal.reason, options.timeoutMs) : (error as Error).message);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const eachGroup = async (node: Node, keep: (group: Group, text: string) => void): Promise<void> => {
+    // The timeout bounds the wait for the headers and then each wait for more of the body, not the whole answer:
+    // a node with tens of thousands of groups sends tens of MiB, which may take longer than one timeout to read.
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(new DOMException('timeout', 'TimeoutError')), options.timeoutMs);
+    };
+    try {
+      arm();
+      const response = await request(node, '/api/v1/metrics', { signal: controller.signal });
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new Error(fail('listing', node, response.status));
+      }
+      if (response.body === null) throw new Error(`listing ${node.id}: no data array`);
+      await readListing(rearming(response.body, arm), (raw, text) => {
+        const group = groupFromApi(raw);
+        if (group === undefined) throw new Error('a group without labels');
+        keep(group, text);
+      });
+    } catch (error) {
+      if (controller.signal.aborted) throw new Error(`listing ${node.id}: ${unreachableMessage(node, controller.signal.reason, options.timeoutMs)}`);
+      const message = (error as Error).message;
+      throw new Error(message.startsWith('listing ') || message.startsWith('pushgateway ') ? message : `listing ${node.id}: ${message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
   const listGroups = async (node: Node): Promise<Group[]> => {
-    const response = await request(node, '/api/v1/metrics');
-    if (!response.ok) {
-      await response.arrayBuffer();
-      throw new Error(fail('listing', node, response.status));
-    }
-    const doc = (await response.json()) as { data?: unknown };
-    if (!Array.isArray(doc.data)) throw new Error(`listing ${node.id}: no data array`);
     const groups: Group[] = [];
-    for (const raw of doc.data) {
-      const group = groupFromApi(raw);
-      if (group === undefined) throw new Error(`listing ${node.id}: a group without labels`);
-      groups.push(group);
-    }
+    await eachGroup(node, (group) => groups.push(group));
+    return groups;
+  };
+
+  const listGroupsWithText = async (node: Node): Promise<ListedGroup[]> => {
+    const groups: ListedGroup[] = [];
+    await eachGroup(node, (group, text) => groups.push({ group, text }));
     return groups;
   };
 
   const deleteGroup = async (node: Node, labels: Readonly<Record<string, string>>): Promise<void> => {
-    const response = await request(node, groupPath(labels), { method: 'DELETE' });
-    await response.arrayBuffer();
-    if (response.status !== 202 && response.status !== 200) throw new Error(fail('deleting from', node, response.status));
+    const { status } = await exchange(node, groupPath(labels), { method: 'DELETE' });
+    if (status !== 202 && status !== 200) throw new Error(fail('deleting from', node, status));
   };
 
   const sendGroup = async (method: 'PUT' | 'POST', node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => {
-    const response = await request(node, groupPath(labels), {
+    const { status, text } = await exchange(node, groupPath(labels), {
       method,
       body,
       headers: { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' },
     });
-    const text = await response.text();
-    if (response.status !== 200 && response.status !== 202) throw new Error(`${fail('pushing to', node, response.status)} ${text.trim()}`.trim());
+    if (status !== 200 && status !== 202) throw new Error(`${fail('pushing to', node, status)} ${text.trim()}`.trim());
   };
 
   const putGroup = (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => sendGroup('PUT', node, labels, body);
@@ -182,5 +246,5 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
       req.end();
     });
 
-  return Object.freeze({ listGroups, deleteGroup, putGroup, postGroup, checkHealth, request });
+  return Object.freeze({ listGroups, listGroupsWithText, eachGroup, deleteGroup, putGroup, postGroup, checkHealth, request });
 }

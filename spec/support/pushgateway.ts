@@ -78,7 +78,7 @@ async function waitReady(url: string, headers: Record<string, string> = {}): Pro
 
 /** startPushgateway starts one Pushgateway on a free loopback port, in memory only unless given a persistence file. */
 export async function startPushgateway(
-  options: { webConfig?: string; authHeader?: string; port?: number; persistenceFile?: string } = {},
+  options: { webConfig?: string; authHeader?: string; port?: number; persistenceFile?: string; extraArgs?: readonly string[] } = {},
 ): Promise<Pushgateway> {
   const binary = requireProgram('prometheus-pushgateway', ['/usr/bin/prometheus-pushgateway']);
   const port = options.port ?? (await freePort());
@@ -86,6 +86,7 @@ export async function startPushgateway(
   // A node that must come back with its groups after a SIGKILL writes them every second.
   if (options.persistenceFile !== undefined) args.push('--persistence.interval=1s');
   if (options.webConfig !== undefined) args.push(`--web.config.file=${options.webConfig}`);
+  args.push(...(options.extraArgs ?? []));
   const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

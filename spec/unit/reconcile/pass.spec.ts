@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 
 import { type Family, type Group, groupIdentity, groupKeyOf } from '../../../lib/core/group';
 import type { Node } from '../../../lib/core/node';
-import type { HealthAnswer, NodeClient } from '../../../lib/nodes/client';
+import type { HealthAnswer, ListedGroup, NodeClient } from '../../../lib/nodes/client';
 import { Placement } from '../../../lib/placement';
 import { type ReconcileOptions, createReconcileMetrics, createReconciler } from '../../../lib/reconcile';
 import type { TombstoneStore } from '../../../lib/tombstones';
@@ -88,6 +88,12 @@ class Fleet implements NodeClient {
   request = (): Promise<Response> => Promise.reject(new Error('not used'));
 
   checkHealth = (): Promise<HealthAnswer> => Promise.reject(new Error('not used'));
+
+  listGroupsWithText = async (node: Node): Promise<ListedGroup[]> => (await this.listGroups(node)).map((group) => ({ group, text: JSON.stringify(group) }));
+
+  eachGroup = async (node: Node, visit: (group: Group, text: string) => void): Promise<void> => {
+    for (const group of await this.listGroups(node)) visit(group, JSON.stringify(group));
+  };
 }
 
 /** labelsOwnedBy finds a job name whose group `owner` owns on `placement`'s ring. */

@@ -1,0 +1,59 @@
+/**
+ * The director under test in `npm run bench reconcile`, run as a child process (fork, with IPC) so that its RSS and
+ * its event loop are its own: it is a director as bin/ builds one (redirect mode, the given flags), plus an event-loop
+ * delay monitor. Messages from the bench: `quiet` starts a window without a pass; `pass` runs one
+ * reconciliation pass and answers with its report, its CPU time and the event-loop delays seen during it and during
+ * the quiet window before it; `progress` answers with the migrated and deleted counters and the event-loop delays so far.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+
+import { parseConfig, parseFlags } from '../lib/config';
+import { createDirector } from '../lib/director';
+import { createLogger } from '../lib/logger';
+
+async function main(): Promise<void> {
+  const config = parseConfig(parseFlags(process.argv.slice(2)).values);
+  const director = createDirector(config, createLogger(config.logLevel));
+  const address = await director.listen();
+  // Resolution 1 ms: a blocked loop shows up as one long delay; the figure is the largest one.
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  const counter = async (name: string): Promise<number> => {
+    const metric = await director.metrics.registry.getSingleMetric(name)?.get();
+    return metric?.values[0]?.value ?? 0;
+  };
+  delay.enable();
+  process.on('message', (message: { cmd: string }) => {
+    void (async () => {
+      if (message.cmd === 'quiet') {
+        delay.reset();
+      } else if (message.cmd === 'pass') {
+        const quiet = { eventLoopMaxMs: delay.max / 1e6, eventLoopP99Ms: delay.percentile(99) / 1e6 };
+        delay.reset();
+        const cpu = process.cpuUsage();
+        const report = await director.reconciler.pass();
+        const used = process.cpuUsage(cpu);
+        process.send?.({
+          cmd: 'pass',
+          report,
+          eventLoopMaxMs: delay.max / 1e6,
+          eventLoopP99Ms: delay.percentile(99) / 1e6,
+          quiet,
+          cpuSeconds: (used.user + used.system) / 1e6,
+        });
+      } else if (message.cmd === 'progress') {
+        process.send?.({
+          cmd: 'progress',
+          migrated: await counter('pgw_director_reconcile_migrated_groups_total'),
+          deleted: await counter('pgw_director_reconcile_deleted_groups_total'),
+          eventLoopMaxMs: delay.max / 1e6,
+          eventLoopP99Ms: delay.percentile(99) / 1e6,
+        });
+      }
+    })();
+  });
+  // Exit on SIGTERM through process.exit, which writes a --cpu-prof or --heap-prof profile.
+  process.once('SIGTERM', () => process.exit(0));
+  process.send?.({ cmd: 'ready', port: address.port });
+}
+
+void main();

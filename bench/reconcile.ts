@@ -1,0 +1,247 @@
+/**
+ * `npm run bench reconcile`: one reconciliation pass at scale, while the director serves pushes.
+ *   - 3 real Pushgateways (in memory), filled through concurrent keep-alive PUTs with 10,000 groups each (5 metric
+ *     families per group), each group on its owner under a 3-node ring;
+ *   - a director (child process, redirect mode) whose ring holds only the first two nodes, the third named by
+ *     --reconcile.drain: a third of the groups are misplaced and the pass migrates them (copy, check, delete);
+ *   - pushes through the director at a steady rate meanwhile, from another child process.
+ * Prints the fill time, the pass duration, the director's RSS growth, the push latency during the pass and the
+ * largest event-loop delay in the director during the pass, against the targets of the issue.
+ */
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import http from 'node:http';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+
+import { groupKeyOf } from '../lib/core/group';
+import { type Node, parseNodeUrl } from '../lib/core/node';
+import { Placement } from '../lib/placement';
+import { type Pushgateway, startPushgateway } from '../spec/support/pushgateway';
+import { freePort, rssBytes } from '../spec/support/processes';
+
+const GROUPS_PER_NODE = Number(process.env['BENCH_GROUPS'] ?? 10_000);
+const PUSH_RATE = Number(process.env['BENCH_PUSH_RATE'] ?? 1000);
+const PASS_TIMEOUT_S = Number(process.env['BENCH_PASS_TIMEOUT_S'] ?? 240);
+const FILL_CONCURRENCY = 64;
+
+/** groupBody is the text-format body of one group: 5 metric families, as a small batch job would push. */
+function groupBody(i: number): string {
+  return (
+    `# HELP batch_last_success_timestamp_seconds When the job last succeeded.\n# TYPE batch_last_success_timestamp_seconds gauge\n` +
+    `batch_last_success_timestamp_seconds ${1764000000 + i}\n` +
+    `# HELP batch_duration_seconds How long the last run took.\n# TYPE batch_duration_seconds gauge\nbatch_duration_seconds{stage="run"} ${(i % 977) / 10}\n` +
+    `# HELP batch_records_processed_total Records the last run processed.\n# TYPE batch_records_processed_total counter\nbatch_records_processed_total ${i * 13}\n` +
+    `# HELP batch_bytes_written_total Bytes the last run wrote.\n# TYPE batch_bytes_written_total counter\nbatch_bytes_written_total{volume="data"} ${i * 4096}\n` +
+    `# HELP batch_errors_total Errors in the last run.\n# TYPE batch_errors_total counter\nbatch_errors_total ${i % 3}\n`
+  );
+}
+
+type Labels = Record<string, string>;
+
+/** placeGroups returns GROUPS_PER_NODE groups for each node, each group owned by its node under the 3-node ring. */
+function placeGroups(members: readonly Node[]): Map<string, Labels[]> {
+  const placement = new Placement({ vnodes: 500, hashKey: 'grouping-key' });
+  placement.update(members);
+  const byNode = new Map<string, Labels[]>(members.map((node) => [node.id, []]));
+  let full = 0;
+  for (let i = 0; full < members.length; i++) {
+    const labels = { job: `batch_${i % 97}`, instance: `host-${i}.dc1.example` };
+    const owner = placement.ring.lookup(placement.hash(groupKeyOf(labels), ''));
+    const list = byNode.get(owner?.id ?? '');
+    if (list === undefined || list.length >= GROUPS_PER_NODE) continue;
+    list.push(labels);
+    if (list.length === GROUPS_PER_NODE) full++;
+  }
+  return byNode;
+}
+
+/** fill PUTs every group to its node, FILL_CONCURRENCY at a time over keep-alive connections. */
+async function fill(nodes: readonly Pushgateway[], byNode: Map<string, Labels[]>): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: FILL_CONCURRENCY });
+  const work: { port: number; labels: Labels; i: number }[] = [];
+  for (const pg of nodes) (byNode.get(pg.id) ?? []).forEach((labels, i) => work.push({ port: pg.port, labels, i }));
+  let next = 0;
+  let failed = 0;
+  const put = (item: { port: number; labels: Labels; i: number }): Promise<void> =>
+    new Promise((resolve) => {
+      const body = groupBody(item.i);
+      const req = http.request(
+        { host: '127.0.0.1', port: item.port, agent, method: 'PUT', path: `/metrics/job/${item.labels['job']}/instance/${item.labels['instance']}`, headers: { 'Content-Length': Buffer.byteLength(body) } },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode !== 200 && res.statusCode !== 202) failed++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        failed++;
+        resolve();
+      });
+      req.end(body);
+    });
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: FILL_CONCURRENCY }, async () => {
+      while (next < work.length) await put(work[next++] as { port: number; labels: Labels; i: number });
+    }),
+  );
+  agent.destroy();
+  if (failed > 0) throw new Error(`${failed} pushes failed while filling the Pushgateways`);
+  return (performance.now() - started) / 1000;
+}
+
+/** LOADGEN pushes to the director at a steady rate until told to stop, then prints [sentAtMs, latencyMs, status][]. */
+const LOADGEN = `
+const http = require('node:http');
+const [port, rate] = process.argv.slice(1).map(Number);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+const samples = [];
+let sent = 0, stopping = false;
+const t0 = performance.now();
+const send = () => {
+  const i = sent++;
+  const at = performance.now();
+  const wall = Date.now();
+  const req = http.request({ host: '127.0.0.1', port, agent, method: 'POST', path: '/metrics/job/load_' + (i % 97) + '/instance/host-' + i, headers: { 'Content-Length': 4 } }, (res) => {
+    res.resume();
+    res.on('end', () => samples.push([wall, performance.now() - at, res.statusCode]));
+  });
+  req.on('error', () => samples.push([wall, performance.now() - at, 0]));
+  req.end('m 1\\n');
+};
+const tick = () => {
+  if (stopping) return;
+  const due = Math.floor(((performance.now() - t0) * rate) / 1000);
+  while (sent < due) send();
+  setTimeout(tick, 2);
+};
+tick();
+process.on('message', () => {
+  stopping = true;
+  setTimeout(() => { process.send(samples, () => process.exit(0)); }, 500);
+});
+`;
+
+type Delays = { eventLoopMaxMs: number; eventLoopP99Ms: number };
+type PassAnswer = Delays & { report: Record<string, unknown>; quiet: Delays; cpuSeconds: number };
+
+function once<T>(child: ChildProcess, cmd: string): Promise<T> {
+  return new Promise((resolve) => {
+    const listener = (message: { cmd: string }): void => {
+      if (message.cmd !== cmd) return;
+      child.off('message', listener);
+      resolve(message as T);
+    };
+    child.on('message', listener);
+  });
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
+}
+
+/** reconcileBench runs the scenario and prints its figures. */
+export async function reconcileBench(root: string): Promise<void> {
+  console.log(`## Reconciliation at scale (3 Pushgateways x ${GROUPS_PER_NODE} groups, 5 families each; a third misplaced; migrate)\n`);
+  // The Pushgateway's consistency check gathers every group on each push, so filling 10,000 groups with it on takes
+  // minutes; off, a push is answered 202 once queued. The pass's own PUTs are answered the same way.
+  const extraArgs = ['--push.disable-consistency-check'];
+  console.log(`Pushgateways run with ${extraArgs.join(' ')} (fill speed)\n`);
+  const pgs = await Promise.all([1, 2, 3].map(() => startPushgateway({ extraArgs })));
+  let director: ChildProcess | undefined;
+  let loadgen: ChildProcess | undefined;
+  try {
+    const members = pgs.map((pg) => {
+      const parsed = parseNodeUrl(pg.url);
+      if (!parsed.ok) throw new Error(parsed.message);
+      return parsed.node;
+    });
+    const byNode = placeGroups(members);
+    const fillSeconds = await fill(pgs, byNode);
+    const listStart = performance.now();
+    const listing = await fetch(`${pgs[0]?.url}/api/v1/metrics`).then((r) => r.arrayBuffer());
+    const listSeconds = (performance.now() - listStart) / 1000;
+    console.log(`fill: ${pgs.length * GROUPS_PER_NODE} groups PUT in ${fillSeconds.toFixed(1)} s (${((pgs.length * GROUPS_PER_NODE) / fillSeconds).toFixed(0)} pushes/s, ${FILL_CONCURRENCY} concurrent, keep-alive); one node's /api/v1/metrics: ${(listing.byteLength / 2 ** 20).toFixed(1)} MiB, answered in ${listSeconds.toFixed(1)} s`);
+    console.log('director: redirect mode, --proxy.timeout=60s (the timeout of its own requests to the nodes: a loaded Pushgateway takes seconds to encode 10,000 groups)');
+
+    const [a, b, c] = pgs as [Pushgateway, Pushgateway, Pushgateway];
+    const port = await freePort();
+    director = fork(join(root, 'dist', 'bench', 'reconcile-director.js'), [
+      `--web.listen-address=127.0.0.1:${port}`,
+      `--node=${a.url}`,
+      `--node=${b.url}`,
+      `--reconcile.drain=${c.url}`,
+      '--reconcile.migrate',
+      '--reconcile.interval=0',
+      '--proxy.timeout=60s',
+      '--log.level=info',
+    ], {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // e.g. BENCH_DIRECTOR_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile the director.
+      execArgv: (process.env['BENCH_DIRECTOR_NODE_OPTIONS'] ?? '').split(' ').filter((arg) => arg !== ''),
+    });
+    const pid = director.pid as number;
+    await once(director, 'ready');
+
+    loadgen = spawn(process.execPath, ['-e', LOADGEN, String(port), String(PUSH_RATE)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // warm-up: connections open, JIT warm
+    const quietStart = Date.now();
+    director.send({ cmd: 'quiet' });
+    await new Promise((resolve) => setTimeout(resolve, 3000)); // the same pushes without a pass, for comparison
+    const rssBefore = rssBytes(pid);
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssBytes(pid))), 20);
+    const passStart = Date.now();
+    const answer = once<PassAnswer>(director, 'pass');
+    director.send({ cmd: 'pass' });
+    const timeout = new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), PASS_TIMEOUT_S * 1000).unref());
+    const result = await Promise.race([answer, timeout]);
+    const passEnd = Date.now();
+    clearInterval(sampler);
+    rssPeak = Math.max(rssPeak, rssBytes(pid));
+    let progress = '';
+    let sofar: Delays | undefined;
+    if (result === undefined) {
+      director.send({ cmd: 'progress' });
+      const p = await Promise.race([once<Delays & { migrated: number }>(director, 'progress'), new Promise<undefined>((r) => setTimeout(() => r(undefined), 30_000))]);
+      progress = p === undefined ? 'the director did not even answer a progress request' : `${p.migrated} groups migrated so far`;
+      sofar = p;
+    }
+
+    const samples = await new Promise<[number, number, number][]>((resolve) => {
+      loadgen?.once('message', (m: [number, number, number][]) => resolve(m));
+      loadgen?.send('stop');
+    });
+    const during = samples.filter(([at]) => at >= passStart && at <= passEnd);
+    const latencies = during.map(([, ms]) => ms).sort((x, y) => x - y);
+    const bad = during.filter(([, , status]) => status !== 307).length;
+    const quiet = samples.filter(([at]) => at >= quietStart && at < passStart).map(([, ms]) => ms).sort((x, y) => x - y);
+
+    const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
+    console.log('\n| figure | measured | target |');
+    console.log('|---|---|---|');
+    if (result === undefined) {
+      console.log(`| pass duration | did not finish in ${PASS_TIMEOUT_S} s (${progress} of ${GROUPS_PER_NODE} to move) | < 30 s |`);
+    } else {
+      const report = result.report;
+      console.log(`| pass duration | ${(Number(report['durationMs']) / 1000).toFixed(1)} s (${String(report['groups'])} groups seen, ${String(report['migrated'])} migrated, ${String(report['errors'])} errors) | < 30 s |`);
+    }
+    console.log(`| director RSS growth | +${mib(rssPeak - rssBefore)} MiB (${mib(rssBefore)} -> peak ${mib(rssPeak)}) | < 256 MiB |`);
+    console.log(`| pushes during the pass (${PUSH_RATE}/s, redirect mode) | ${during.length} answered, p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms, max ${percentile(latencies, 100).toFixed(1)} ms, ${bad} not 307 | p99 < 5 ms |`);
+    console.log(`| the same pushes in the 3 s before the pass | ${quiet.length} answered, p50 ${percentile(quiet, 50).toFixed(2)} ms, p99 ${percentile(quiet, 99).toFixed(2)} ms | |`);
+    const delays = (d: Delays): string => `${d.eventLoopMaxMs.toFixed(1)} ms (p99 ${d.eventLoopP99Ms.toFixed(1)} ms)`;
+    console.log(`| largest event-loop delay in the director during the pass | ${result !== undefined ? delays(result) : sofar !== undefined ? `${delays(sofar)} until it was stopped` : 'n/a'} | < 50 ms |`);
+    if (result !== undefined) {
+      console.log(`| the same in the 3 s before the pass | ${delays(result.quiet)} | |`);
+      console.log(`| director CPU time used by the pass | ${result.cpuSeconds.toFixed(1)} s | |`);
+    }
+    console.log(`\nload average when the pass ended: ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs (other work on the machine slows every figure)\n`);
+  } finally {
+    loadgen?.kill('SIGTERM');
+    director?.kill('SIGTERM');
+    if (director !== undefined && director.exitCode === null) await new Promise((resolve) => director?.once('exit', resolve));
+    await Promise.all(pgs.map((pg) => pg.stop()));
+  }
+}
