@@ -152,7 +152,7 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
         keep(group, text);
       });
     } catch (error) {
-      if (controller.signal.aborted) throw new Error(`listing ${node.id}: ${unreachableMessage(node, controller.signal.reason, options.timeoutMs)}`);
+      if (controller.signal.aborted) throw new Error(`listing ${node.id}: no answer within ${options.timeoutMs} ms`);
       const message = (error as Error).message;
       throw new Error(message.startsWith('listing ') || message.startsWith('pushgateway ') ? message : `listing ${node.id}: ${message}`);
     } finally {

@@ -90,7 +90,7 @@ describe('NodeClient listing', { timeout: 20_000 }, () => {
     await new Promise((resolve) => closed.close(resolve));
     const parsed = parseNodeUrl(`http://127.0.0.1:${port}`);
     assert.ok(parsed.ok);
-    await assert.rejects(createNodeClient({ timeoutMs: 2000 }).listGroups(parsed.node), { message: `listing 127.0.0.1:${port}: unreachable: ECONNREFUSED` });
+    await assert.rejects(createNodeClient({ timeoutMs: 2000 }).listGroups(parsed.node), { message: `pushgateway "127.0.0.1:${port}" unreachable: ECONNREFUSED` });
   });
 
   it('waits longer than the timeout for a listing that keeps coming', async () => {
