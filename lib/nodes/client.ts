@@ -6,6 +6,7 @@
  */
 import { type Group, groupFromApi, groupPath } from '../core/group';
 import type { Node } from '../core/node';
+import { readListing } from './listing';
 
 /** NodeClientOptions configures createNodeClient. */
 export type NodeClientOptions = Readonly<{
@@ -17,10 +18,19 @@ export type NodeClientOptions = Readonly<{
   fetchFn?: typeof fetch;
 }>;
 
+/** ListedGroup is a group with the exact JSON text of its element in the node's listing, to re-emit it unchanged. */
+export type ListedGroup = Readonly<{ group: Group; text: string }>;
+
 /** NodeClient makes the director's own requests to nodes. Errors are thrown as Error with a one-line message. */
 export type NodeClient = Readonly<{
-  /** listGroups returns every group the node holds (`GET /api/v1/metrics`). */
+  /**
+   * listGroups returns every group the node holds (`GET /api/v1/metrics`). The answer is read as it streams in and
+   * parsed group by group, yielding to the event loop every few milliseconds (lib/nodes/listing.ts), so a node with
+   * tens of thousands of groups never holds up the pushes; it is refused whole when any part of it is malformed.
+   */
   listGroups(node: Node): Promise<Group[]>;
+  /** listGroupsWithText is listGroups keeping each group's JSON text too (twice the memory: for re-emitting). */
+  listGroupsWithText(node: Node): Promise<ListedGroup[]>;
   /** deleteGroup deletes one group from the node (`DELETE` on its all-@base64 path); the node answers 202 either way. */
   deleteGroup(node: Node, labels: Readonly<Record<string, string>>): Promise<void>;
   /** putGroup replaces a group on the node with a text-format body. */
@@ -40,17 +50,33 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     return fetchFn(`${node.url}${path}`, { ...rest, headers, signal: AbortSignal.timeout(timeoutMs ?? options.timeoutMs) });
   };
 
-  const listGroups = async (node: Node): Promise<Group[]> => {
-    const response = await request(node, '/api/v1/metrics');
-    if (!response.ok) throw new Error(`listing ${node.id}: HTTP ${response.status}`);
-    const doc = (await response.json()) as { data?: unknown };
-    if (!Array.isArray(doc.data)) throw new Error(`listing ${node.id}: no data array`);
-    const groups: Group[] = [];
-    for (const raw of doc.data) {
-      const group = groupFromApi(raw);
-      if (group === undefined) throw new Error(`listing ${node.id}: a group without labels`);
-      groups.push(group);
+  const readGroups = async (node: Node, keep: (group: Group, text: string) => void): Promise<void> => {
+    try {
+      const response = await request(node, '/api/v1/metrics');
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new Error(`HTTP ${response.status}`);
+      }
+      if (response.body === null) throw new Error('no data array');
+      await readListing(response.body, (raw, text) => {
+        const group = groupFromApi(raw);
+        if (group === undefined) throw new Error('a group without labels');
+        keep(group, text);
+      });
+    } catch (error) {
+      throw new Error(`listing ${node.id}: ${(error as Error).message}`);
     }
+  };
+
+  const listGroups = async (node: Node): Promise<Group[]> => {
+    const groups: Group[] = [];
+    await readGroups(node, (group) => groups.push(group));
+    return groups;
+  };
+
+  const listGroupsWithText = async (node: Node): Promise<ListedGroup[]> => {
+    const groups: ListedGroup[] = [];
+    await readGroups(node, (group, text) => groups.push({ group, text }));
     return groups;
   };
 
@@ -70,5 +96,5 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     if (response.status !== 200 && response.status !== 202) throw new Error(`pushing to ${node.id}: HTTP ${response.status} ${text.trim()}`);
   };
 
-  return Object.freeze({ listGroups, deleteGroup, putGroup, request });
+  return Object.freeze({ listGroups, listGroupsWithText, deleteGroup, putGroup, request });
 }
