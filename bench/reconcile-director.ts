@@ -1,8 +1,9 @@
 /**
  * The director under test in `npm run bench reconcile`, run as a child process (fork, with IPC) so that its RSS and
  * its event loop are its own: it is a director as bin/ builds one (redirect mode, the given flags), plus an event-loop
- * delay monitor. Messages from the bench: `pass` runs one reconciliation pass and answers with its report and the
- * largest event-loop delay seen during it; `progress` answers with the migrated and deleted counters so far.
+ * delay monitor. Messages from the bench: `quiet` starts a window without a pass; `pass` runs one
+ * reconciliation pass and answers with its report, its CPU time and the event-loop delays seen during it and during
+ * the quiet window before it; `progress` answers with the migrated and deleted counters so far.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
@@ -20,14 +21,25 @@ async function main(): Promise<void> {
     const metric = await director.metrics.registry.getSingleMetric(name)?.get();
     return metric?.values[0]?.value ?? 0;
   };
+  delay.enable();
   process.on('message', (message: { cmd: string }) => {
     void (async () => {
-      if (message.cmd === 'pass') {
+      if (message.cmd === 'quiet') {
         delay.reset();
-        delay.enable();
+      } else if (message.cmd === 'pass') {
+        const quiet = { eventLoopMaxMs: delay.max / 1e6, eventLoopP99Ms: delay.percentile(99) / 1e6 };
+        delay.reset();
+        const cpu = process.cpuUsage();
         const report = await director.reconciler.pass();
-        delay.disable();
-        process.send?.({ cmd: 'pass', report, eventLoopMaxMs: delay.max / 1e6, eventLoopP99Ms: delay.percentile(99) / 1e6 });
+        const used = process.cpuUsage(cpu);
+        process.send?.({
+          cmd: 'pass',
+          report,
+          eventLoopMaxMs: delay.max / 1e6,
+          eventLoopP99Ms: delay.percentile(99) / 1e6,
+          quiet,
+          cpuSeconds: (used.user + used.system) / 1e6,
+        });
       } else if (message.cmd === 'progress') {
         process.send?.({
           cmd: 'progress',
@@ -37,6 +49,8 @@ async function main(): Promise<void> {
       }
     })();
   });
+  // Exit on SIGTERM through process.exit, which writes a --cpu-prof or --heap-prof profile.
+  process.once('SIGTERM', () => process.exit(0));
   process.send?.({ cmd: 'ready', port: address.port });
 }
 

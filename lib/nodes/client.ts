@@ -31,6 +31,11 @@ export type NodeClient = Readonly<{
   listGroups(node: Node): Promise<Group[]>;
   /** listGroupsWithText is listGroups keeping each group's JSON text too (twice the memory: for re-emitting). */
   listGroupsWithText(node: Node): Promise<ListedGroup[]>;
+  /**
+   * eachGroup is listGroups without the list: it calls `visit` with each group (and its JSON text) as it is read, so
+   * a caller keeps only what it needs. When it rejects, the groups already visited are not a listing: discard them.
+   */
+  eachGroup(node: Node, visit: (group: Group, text: string) => void): Promise<void>;
   /** deleteGroup deletes one group from the node (`DELETE` on its all-@base64 path); the node answers 202 either way. */
   deleteGroup(node: Node, labels: Readonly<Record<string, string>>): Promise<void>;
   /** putGroup replaces a group on the node with a text-format body. */
@@ -38,6 +43,14 @@ export type NodeClient = Readonly<{
   /** request is the raw form for everything else: a node-relative path, the client's timeout and credentials applied. */
   request(node: Node, path: string, init?: RequestInit & { timeoutMs?: number }): Promise<Response>;
 }>;
+
+/** rearming passes a body's chunks through, calling `arm` as each arrives. */
+async function* rearming(body: AsyncIterable<Uint8Array>, arm: () => void): AsyncGenerator<Uint8Array> {
+  for await (const chunk of body) {
+    arm();
+    yield chunk;
+  }
+}
 
 /** createNodeClient returns a NodeClient. */
 export function createNodeClient(options: NodeClientOptions): NodeClient {
@@ -47,54 +60,78 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     const { timeoutMs, ...rest } = init;
     const headers = new Headers(rest.headers);
     if (options.authorization !== undefined) headers.set('Authorization', options.authorization);
-    return fetchFn(`${node.url}${path}`, { ...rest, headers, signal: AbortSignal.timeout(timeoutMs ?? options.timeoutMs) });
+    return fetchFn(`${node.url}${path}`, { ...rest, headers, signal: rest.signal ?? AbortSignal.timeout(timeoutMs ?? options.timeoutMs) });
   };
 
-  const readGroups = async (node: Node, keep: (group: Group, text: string) => void): Promise<void> => {
+  const eachGroup = async (node: Node, keep: (group: Group, text: string) => void): Promise<void> => {
+    // The timeout bounds the wait for the headers and then each wait for more of the body, not the whole answer:
+    // a node with tens of thousands of groups sends tens of MiB, which may take longer than one timeout to read.
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+    };
     try {
-      const response = await request(node, '/api/v1/metrics');
+      arm();
+      const response = await request(node, '/api/v1/metrics', { signal: controller.signal });
       if (!response.ok) {
         await response.body?.cancel();
         throw new Error(`HTTP ${response.status}`);
       }
       if (response.body === null) throw new Error('no data array');
-      await readListing(response.body, (raw, text) => {
+      await readListing(rearming(response.body, arm), (raw, text) => {
         const group = groupFromApi(raw);
         if (group === undefined) throw new Error('a group without labels');
         keep(group, text);
       });
     } catch (error) {
       throw new Error(`listing ${node.id}: ${(error as Error).message}`);
+    } finally {
+      clearTimeout(timer);
     }
   };
 
   const listGroups = async (node: Node): Promise<Group[]> => {
     const groups: Group[] = [];
-    await readGroups(node, (group) => groups.push(group));
+    await eachGroup(node, (group) => groups.push(group));
     return groups;
   };
 
   const listGroupsWithText = async (node: Node): Promise<ListedGroup[]> => {
     const groups: ListedGroup[] = [];
-    await readGroups(node, (group, text) => groups.push({ group, text }));
+    await eachGroup(node, (group, text) => groups.push({ group, text }));
     return groups;
   };
 
+  /**
+   * exchange makes a request whose answer is read here in full, under a timer cleared once done: a pass makes tens
+   * of thousands of these, and AbortSignal.timeout would keep each signal and timer alive for the whole timeout.
+   */
+  const exchange = async (node: Node, path: string, init: RequestInit): Promise<{ status: number; text: string }> => {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+    try {
+      const response = await request(node, path, { ...init, signal: controller.signal });
+      return { status: response.status, text: await response.text() };
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
   const deleteGroup = async (node: Node, labels: Readonly<Record<string, string>>): Promise<void> => {
-    const response = await request(node, groupPath(labels), { method: 'DELETE' });
-    await response.arrayBuffer();
-    if (response.status !== 202 && response.status !== 200) throw new Error(`deleting from ${node.id}: HTTP ${response.status}`);
+    const { status } = await exchange(node, groupPath(labels), { method: 'DELETE' });
+    if (status !== 202 && status !== 200) throw new Error(`deleting from ${node.id}: HTTP ${status}`);
   };
 
   const putGroup = async (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => {
-    const response = await request(node, groupPath(labels), {
+    const { status, text } = await exchange(node, groupPath(labels), {
       method: 'PUT',
       body,
       headers: { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' },
     });
-    const text = await response.text();
-    if (response.status !== 200 && response.status !== 202) throw new Error(`pushing to ${node.id}: HTTP ${response.status} ${text.trim()}`);
+    if (status !== 200 && status !== 202) throw new Error(`pushing to ${node.id}: HTTP ${status} ${text.trim()}`);
   };
 
-  return Object.freeze({ listGroups, listGroupsWithText, deleteGroup, putGroup, request });
+  return Object.freeze({ listGroups, listGroupsWithText, eachGroup, deleteGroup, putGroup, request });
 }

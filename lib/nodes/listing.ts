@@ -165,7 +165,8 @@ export class DataArrayScanner {
   }
 
   private finishElement(): string {
-    const text = Buffer.concat(this.element).toString('utf8');
+    // Most elements lie within one chunk: decode the view, no copy.
+    const text = (this.element.length === 1 ? (this.element[0] as Buffer) : Buffer.concat(this.element)).toString('utf8');
     this.element = [];
     this.inElement = false;
     return text;
