@@ -3,7 +3,7 @@
  * its event loop are its own: it is a director as bin/ builds one (redirect mode, the given flags), plus an event-loop
  * delay monitor. Messages from the bench: `quiet` starts a window without a pass; `pass` runs one
  * reconciliation pass and answers with its report, its CPU time and the event-loop delays seen during it and during
- * the quiet window before it; `progress` answers with the migrated and deleted counters so far.
+ * the quiet window before it; `progress` answers with the migrated and deleted counters and the event-loop delays so far.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
@@ -45,6 +45,8 @@ async function main(): Promise<void> {
           cmd: 'progress',
           migrated: await counter('pgw_director_reconcile_migrated_groups_total'),
           deleted: await counter('pgw_director_reconcile_deleted_groups_total'),
+          eventLoopMaxMs: delay.max / 1e6,
+          eventLoopP99Ms: delay.percentile(99) / 1e6,
         });
       }
     })();
