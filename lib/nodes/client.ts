@@ -44,6 +44,16 @@ export type NodeClient = Readonly<{
   request(node: Node, path: string, init?: RequestInit & { timeoutMs?: number }): Promise<Response>;
 }>;
 
+/** describeError names a failure in one line: fetch's own `fetch failed` says nothing, its cause (ECONNREFUSED) does. */
+function describeError(error: unknown): string {
+  const { message, cause } = error as Error & { cause?: { code?: unknown; message?: unknown } };
+  if (message === 'fetch failed' && cause !== undefined) {
+    const detail = typeof cause.code === 'string' ? cause.code : typeof cause.message === 'string' ? cause.message : '';
+    if (detail !== '') return `unreachable: ${detail}`;
+  }
+  return String(message).split('\n')[0] as string;
+}
+
 /** rearming passes a body's chunks through, calling `arm` as each arrives. */
 async function* rearming(body: AsyncIterable<Uint8Array>, arm: () => void): AsyncGenerator<Uint8Array> {
   for await (const chunk of body) {
@@ -86,7 +96,7 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
         keep(group, text);
       });
     } catch (error) {
-      throw new Error(`listing ${node.id}: ${(error as Error).message}`);
+      throw new Error(`listing ${node.id}: ${describeError(error)}`);
     } finally {
       clearTimeout(timer);
     }

@@ -83,6 +83,16 @@ describe('NodeClient listing', { timeout: 20_000 }, () => {
     });
   }
 
+  it('names the cause when the node cannot be reached', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const parsed = parseNodeUrl(`http://127.0.0.1:${port}`);
+    assert.ok(parsed.ok);
+    await assert.rejects(createNodeClient({ timeoutMs: 2000 }).listGroups(parsed.node), { message: `listing 127.0.0.1:${port}: unreachable: ECONNREFUSED` });
+  });
+
   it('waits longer than the timeout for a listing that keeps coming', async () => {
     // 12 pieces, one per 60 ms: 720 ms in all, under a 300 ms timeout that bounds each wait.
     const pieces = ['{"status":"success","data":[', ...Array.from({ length: 10 }, (_, i) => `${i === 0 ? '' : ','}${group(`j${i}`, '1')}`), ']}'];
