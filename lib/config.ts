@@ -56,6 +56,8 @@ export type Config = Readonly<{
   proxyTimeoutMs: number;
   /** Largest push body proxied, in bytes; 0 means no limit. */
   proxyMaxBodyBytes: number;
+  /** Most connections the proxy opens to one node. */
+  proxyMaxConnections: number;
   consul: ConsulConfig | undefined;
   reconcile: ReconcileConfig;
 }>;
@@ -92,7 +94,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'What is hashed: grouping-key (canonical) or path (the old Go director\'s placement).',
   },
   { flag: 'mode', kind: 'string', default: 'redirect', help: 'redirect (307), proxy, or auto (307 for Go and curl).' },
-  { flag: 'proxy.timeout', kind: 'string', default: '10s', help: 'How long to wait for a node\'s response headers.' },
+  { flag: 'proxy.timeout', kind: 'string', default: '10s', help: 'How long to wait for a node\'s response headers, and for a client to take its answer.' },
+  { flag: 'proxy.max-connections', kind: 'string', default: '64', help: 'Most connections to one node; pushes beyond wait for one.' },
   { flag: 'proxy.max-body', kind: 'string', default: '0', help: 'Largest proxied push body (e.g. 16MiB); 0: no limit.' },
   { flag: 'consul.address', kind: 'string', help: 'Consul HTTP API host:port; turns Consul discovery on.' },
   { flag: 'consul.scheme', kind: 'string', default: 'http', help: 'Scheme to reach Consul: http or https.' },
@@ -305,6 +308,11 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
   const reconcile = parseReconcileConfig(str, list, get, hashKey);
   const proxyTimeoutMs = requireDuration('proxy.timeout', str('proxy.timeout') ?? '10s');
   if (proxyTimeoutMs <= 0) throw new ConfigError('--proxy.timeout must be greater than 0');
+  const maxConnectionsText = str('proxy.max-connections') ?? '64';
+  const proxyMaxConnections = Number(maxConnectionsText);
+  if (!/^\d+$/.test(maxConnectionsText) || proxyMaxConnections < 1 || proxyMaxConnections > 10_000) {
+    throw new ConfigError(`--proxy.max-connections must be an integer from 1 to 10000; got ${JSON.stringify(maxConnectionsText)}`);
+  }
   return Object.freeze({
     listen,
     nodes: defaultNode ? parseNodes('node', ['http://127.0.0.1:9091']) : nodes,
@@ -315,6 +323,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     mode: pick('mode', str('mode') ?? '', PUSH_MODES),
     proxyTimeoutMs,
     proxyMaxBodyBytes,
+    proxyMaxConnections,
     consul,
     reconcile,
   });

@@ -59,7 +59,17 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const proxy: Proxy | undefined =
     config.mode === 'redirect'
       ? undefined
-      : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes }, metrics, logger);
+      : createProxy(
+          {
+            timeoutMs: config.proxyTimeoutMs,
+            maxBodyBytes: config.proxyMaxBodyBytes,
+            maxConnections: config.proxyMaxConnections,
+            // A push its owner provably did not receive goes to the group's owner once that node has left the ring.
+            successor: (keyHash, excluded) => placement.ring.lookupExcluding(keyHash, excluded),
+          },
+          metrics,
+          logger,
+        );
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger });
   const app = createApp({ placement, metrics, logger });
   const timeouts = options.serverTimeouts ?? SERVER_TIMEOUTS;
@@ -115,7 +125,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
         const sweep = setInterval(() => server.closeIdleConnections(), 100);
         server.once('close', () => clearInterval(sweep));
       });
-      proxy?.close();
+      await proxy?.close();
     },
   });
 }

@@ -20,7 +20,7 @@ import type { Placement } from '../placement';
 import { type Downstream, type Proxy, type PushRequest, type Relay, SMALL_BODY_BYTES } from './proxy';
 import { followsRedirects, placePush } from './push';
 import { textAnswer } from './text';
-import { DIGITS, FIELD_LINE } from './upstream';
+import { CRLF, CRLFCRLF, DIGITS, FIELD_LINE, REQUEST_LINE } from './wire';
 
 /** FastLaneOptions configures createFastLane; the timeouts are the listener's. */
 export type FastLaneOptions = Readonly<{
@@ -53,15 +53,11 @@ export type FastPush = PushRequest &
     authorization: boolean;
   }>;
 
-const CRLF = Buffer.from('\r\n');
-const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Node's default limit on a request head; a longer one is Node's to refuse. */
 const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_FIELDS = 100;
 /** Pipelined bytes held while a push is in flight before the lane stops reading. */
 const MAX_PENDING_BYTES = MAX_HEAD_BYTES + SMALL_BODY_BYTES;
-// The request-target: origin-form, only characters RFC 3986 allows unescaped in a path and query, and `%`.
-const REQUEST_LINE = /(PUT|POST|DELETE) (\/metrics\/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*) HTTP\/1\.1\r\n/y;
 /** Node's answer to a connection that sends no request in time. */
 const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 
@@ -151,6 +147,9 @@ function httpDate(): string {
   return dateText;
 }
 
+/** IN_FLIGHT stands for a push being opened. */
+const IN_FLIGHT: Relay = Object.freeze({ refuse: () => undefined, cancel: () => undefined });
+
 /** One connection in the lane. */
 class Connection implements Downstream {
   private pending: Buffer | undefined;
@@ -163,6 +162,8 @@ class Connection implements Downstream {
   private deadline: number;
   /** True until the first bytes arrive. */
   private fresh = true;
+  /** An answer is complete but the client has not taken it yet: the next push waits. */
+  private draining = false;
 
   constructor(
     private readonly lane: Lane,
@@ -180,8 +181,8 @@ class Connection implements Downstream {
     this.fresh = false;
     const data = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
     this.pending = data;
-    if (this.relay !== undefined) {
-      // Pipelined: it waits for the push in flight.
+    if (this.relay !== undefined || this.draining) {
+      // Pipelined: it waits for the push in flight, and for the client to take its answer.
       if (data.length > MAX_PENDING_BYTES) this.socket.pause();
       return;
     }
@@ -206,8 +207,10 @@ class Connection implements Downstream {
     this.pending = data.length > push.size ? data.subarray(push.size) : undefined;
     this.closeAfter ||= push.close;
     if (this.lane.debug) options.logger.debug({ method: push.method, url: push.target, node: placed.node.id, lane: 'fast' }, 'push proxied');
-    this.relay = options.proxy.open(push, placed.node, this, false);
-    this.relay.send(push.body.length > 0 ? push.body : undefined);
+    // The proxy may answer before open returns (a push it cannot even send): finish() then clears the placeholder.
+    this.relay = IN_FLIGHT;
+    const relay = options.proxy.open(push, placed.node, this, push.body.length > 0 ? push.body : undefined, placed.hash);
+    if (this.relay === IN_FLIGHT) this.relay = relay;
   }
 
   /** giveUp hands the connection, and what it read, to Node's HTTP server. */
@@ -227,7 +230,11 @@ class Connection implements Downstream {
   }
 
   private readonly onEnd = (): void => {
-    // The client sends nothing more: as Node's server does, it is taken as gone, and a push in flight is aborted.
+    // The client sends nothing more. A FIN cannot tell a half-close from a client that went away, and both Node's
+    // server (httpAllowHalfOpen is false: it destroys the requests in flight and ends the socket) and nginx (a
+    // client's early close ends the upstream request) take it as gone: so does the lane. A push in flight is
+    // cancelled, pipelined requests not yet forwarded are dropped, and what was written is flushed before closing.
+    this.pending = undefined;
     this.lane.connections.delete(this);
     this.relay?.cancel();
     this.relay = undefined;
@@ -292,14 +299,46 @@ class Connection implements Downstream {
     this.finish();
   }
 
+  fail(status: number, message: string): void {
+    if (this.head === undefined) {
+      this.destroy();
+      return;
+    }
+    // None of the node's answer went out yet: the client gets an answer of the director's own instead.
+    this.head = undefined;
+    this.refuse(status, message);
+  }
+
   destroy(): void {
     this.relay = undefined;
     this.socket.destroy();
   }
 
-  /** finish ends one push: the connection closes, takes the next pipelined request, or waits for one. */
+  /**
+   * finish ends one push: the connection closes, or, once the client has taken the answer (within the proxy
+   * timeout, else it is disconnected), takes the next pipelined request or waits for one. Until then the lane does
+   * not read from the client: a client that reads nothing cannot make the director buffer answers for it.
+   */
   private finish(): void {
     this.relay = undefined;
+    if (this.closeAfter) {
+      this.lane.connections.delete(this);
+      this.socket.destroySoon();
+      return;
+    }
+    if (this.socket.writableNeedDrain) {
+      this.draining = true;
+      this.socket.pause();
+      this.lane.options.proxy.awaitWritable(this.socket, () => {
+        this.draining = false;
+        this.takeNext();
+      });
+      return;
+    }
+    this.takeNext();
+  }
+
+  private takeNext(): void {
     if (this.closeAfter) {
       this.lane.connections.delete(this);
       this.socket.destroySoon();
@@ -312,7 +351,7 @@ class Connection implements Downstream {
 
   /** expire closes an idle connection past its deadline, as Node's server would. */
   expire(now: number): void {
-    if (this.relay !== undefined || now < this.deadline) return;
+    if (this.relay !== undefined || this.draining || now < this.deadline) return;
     this.lane.connections.delete(this);
     if (this.fresh) {
       this.socket.end(REQUEST_TIMEOUT, 'latin1');
@@ -324,7 +363,7 @@ class Connection implements Downstream {
 
   /** shutDown closes the connection now if it is idle, else after its answer. */
   shutDown(): void {
-    if (this.relay === undefined) {
+    if (this.relay === undefined && !this.draining) {
       this.lane.connections.delete(this);
       this.socket.destroy();
     } else {
