@@ -346,7 +346,16 @@ class Connection implements Downstream {
     }
     this.deadline = performance.now() + this.lane.options.keepAliveTimeoutMs;
     if (this.socket.isPaused()) this.socket.resume();
-    this.next();
+    if (this.pending === undefined) return;
+    // A pipelined push goes two turns later: undici puts the node connection back in the pool on the next turn (a
+    // setImmediate of its own, scheduled after this one), and it is then free for this push.
+    this.draining = true;
+    setImmediate(() =>
+      setImmediate(() => {
+        this.draining = false;
+        if (!this.socket.destroyed) this.next();
+      }),
+    );
   }
 
   /** expire closes an idle connection past its deadline, as Node's server would. */

@@ -623,7 +623,8 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
         socket.resume();
       }
       if (next === undefined) line.busy = false;
-      else next();
+      // On the next turn: undici has then put the node connection back in the pool, free for this push.
+      else setImmediate(next);
     });
   };
 
