@@ -88,6 +88,8 @@ export type Config = Readonly<{
   proxyTimeoutMs: number;
   /** Largest push body proxied, in bytes; 0 means no limit. */
   proxyMaxBodyBytes: number;
+  /** Most connections the proxy opens to one node. */
+  proxyMaxConnections: number;
   consul: ConsulConfig | undefined;
   dns: DnsConfig | undefined;
   reconcile: ReconcileConfig;
@@ -149,7 +151,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'What is hashed: grouping-key (canonical) or path (the old Go director\'s placement).',
   },
   { flag: 'mode', kind: 'string', default: 'redirect', help: 'redirect (307), proxy, or auto (307 for Go and curl).' },
-  { flag: 'proxy.timeout', kind: 'string', default: '10s', help: 'How long to wait for a node\'s response headers.' },
+  { flag: 'proxy.timeout', kind: 'string', default: '10s', help: 'How long to wait for a node\'s response headers, and for a client to take its answer.' },
+  { flag: 'proxy.max-connections', kind: 'string', default: '64', help: 'Most connections to one node; pushes beyond wait for one.' },
   { flag: 'proxy.max-body', kind: 'string', default: '0', help: 'Largest proxied push body (e.g. 16MiB); 0: no limit.' },
   {
     flag: 'node.basic-auth.username',
@@ -601,6 +604,11 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
   }
   const proxyTimeoutMs = requireDuration('proxy.timeout', read.value('proxy.timeout'));
   if (proxyTimeoutMs <= 0) throw new ConfigError('--proxy.timeout must be greater than 0');
+  const maxConnectionsText = read.value('proxy.max-connections');
+  const proxyMaxConnections = Number(maxConnectionsText);
+  if (!/^\d+$/.test(maxConnectionsText) || proxyMaxConnections < 1 || proxyMaxConnections > 10_000) {
+    throw new ConfigError(`--proxy.max-connections must be an integer from 1 to 10000; got ${JSON.stringify(maxConnectionsText)}`);
+  }
   return Object.freeze({
     listen,
     nodes: defaultNode ? parseNodes('node', ['http://127.0.0.1:9091']) : nodes,
@@ -611,6 +619,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     mode: pick('mode', read.value('mode'), PUSH_MODES),
     proxyTimeoutMs,
     proxyMaxBodyBytes,
+    proxyMaxConnections,
     consul,
     dns,
     reconcile,

@@ -125,7 +125,20 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const proxy: Proxy | undefined =
     config.mode === 'redirect'
       ? undefined
-      : createProxy({ timeoutMs: config.proxyTimeoutMs, maxBodyBytes: config.proxyMaxBodyBytes, ...lookup }, metrics, logger);
+      : createProxy(
+          {
+            timeoutMs: config.proxyTimeoutMs,
+            maxBodyBytes: config.proxyMaxBodyBytes,
+            maxConnections: config.proxyMaxConnections,
+            ...lookup,
+            // A failed connection is a failed health check at once (passive checking).
+            onConnectFailure: (node, error) => health.reportFailure(node, (error as NodeJS.ErrnoException).code ?? error.message),
+            // A push its owner provably did not receive goes to the group's owner once that node has left the ring.
+            successor: (keyHash, excluded) => placement.ring.lookupExcluding(keyHash, excluded),
+          },
+          metrics,
+          logger,
+        );
   const tombstones = createTombstones(config, metrics.registry, logger);
   const fanOut = createFanOut({ placement, drain: config.reconcile.drain, client: nodeClient, tombstones, logger, registry: metrics.registry });
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger, fanOut });
@@ -217,7 +230,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
         const sweep = setInterval(() => server.closeIdleConnections(), 100);
         server.once('close', () => clearInterval(sweep));
       });
-      proxy?.close();
+      await proxy?.close();
     },
   });
 }

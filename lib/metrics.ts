@@ -17,7 +17,7 @@ import type { Placement, RingChange } from './placement';
 import { VERSION } from './version';
 
 /** PushOutcome is what became of one push. */
-export type PushOutcome = 'redirected' | 'proxied' | 'rejected' | 'unavailable' | 'upstream_error';
+export type PushOutcome = 'redirected' | 'proxied' | 'handed_off' | 'rejected' | 'unavailable' | 'upstream_error';
 
 const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 

@@ -28,6 +28,13 @@ export type Ring = Readonly<{
   points: number;
   /** lookup returns the owner of a key hash, or undefined when the ring is empty. */
   lookup(keyHash: number): Node | undefined;
+  /**
+   * lookupExcluding returns the owner a key hash would have on this ring without the members whose ids are in
+   * `excluded`: the first point clockwise from the key owned by a member not excluded (the successor, when the
+   * owner is excluded), exactly as a ring rebuilt without them would answer. Undefined when no member is left.
+   * Costs a walk along the ring: meant for the rare failure path, not for every push.
+   */
+  lookupExcluding(keyHash: number, excluded: ReadonlySet<string>): Node | undefined;
   /** shares returns each member's fraction of the 32-bit hash space, in `nodes` order. */
   shares(): readonly number[];
 }>;
@@ -58,14 +65,23 @@ export function buildRing(nodes: readonly Node[], options: RingOptions = {}): Ri
   });
   const [sortedHashes, sortedRanks] = radixSortByHash(pointHashes, pointRanks);
 
+  // Where vnodes collide only the greatest id keeps the point; the others are remembered (greatest id first) so
+  // that lookupExcluding answers as a ring without the winner would.
+  const shadowed = new Map<number, number[]>();
   let count = 0;
   for (let i = 0; i < total; i++) {
-    if (i + 1 < total && sortedHashes[i + 1] === sortedHashes[i]) continue;
+    if (i + 1 < total && sortedHashes[i + 1] === sortedHashes[i]) {
+      const h = sortedHashes[i] as number;
+      const ranks = shadowed.get(h) ?? [];
+      ranks.unshift(sortedRanks[i] as number);
+      shadowed.set(h, ranks);
+      continue;
+    }
     sortedHashes[count] = sortedHashes[i] as number;
     sortedRanks[count] = sortedRanks[i] as number;
     count++;
   }
-  return createRing(members, vnodes, sortedHashes.subarray(0, count), sortedRanks.subarray(0, count));
+  return createRing(members, vnodes, sortedHashes.subarray(0, count), sortedRanks.subarray(0, count), shadowed);
 }
 
 /** radixSortByHash sorts (hash, rank) pairs by hash, stably: two 16-bit LSD passes, linear in the point count. */
@@ -135,11 +151,17 @@ function prefixTable(hashes: Uint32Array): Uint32Array {
   return starts;
 }
 
-function createRing(nodes: readonly Node[], vnodes: number, hashes: Uint32Array, owners: Uint32Array): Ring {
+function createRing(
+  nodes: readonly Node[],
+  vnodes: number,
+  hashes: Uint32Array,
+  owners: Uint32Array,
+  shadowed: ReadonlyMap<number, readonly number[]> = new Map(),
+): Ring {
   const points = hashes.length;
   const starts = prefixTable(hashes);
-  const lookup = (keyHash: number): Node | undefined => {
-    if (points === 0) return undefined;
+  /** pointAfter returns the index of the first point strictly greater than the key's hash, wrapping to 0. */
+  const pointAfter = (keyHash: number): number => {
     // First point strictly greater than the key's hash; past the end wraps to the first. Every point before
     // starts[prefix] is below the key's hash and every point from starts[prefix + 1] on is above it.
     const prefix = keyHash >>> PREFIX_SHIFT;
@@ -150,7 +172,25 @@ function createRing(nodes: readonly Node[], vnodes: number, hashes: Uint32Array,
       if ((hashes[mid] as number) > keyHash) hi = mid;
       else lo = mid + 1;
     }
-    return nodes[owners[lo === points ? 0 : lo] as number];
+    return lo === points ? 0 : lo;
+  };
+  const lookup = (keyHash: number): Node | undefined => {
+    if (points === 0) return undefined;
+    return nodes[owners[pointAfter(keyHash)] as number];
+  };
+  const lookupExcluding = (keyHash: number, excluded: ReadonlySet<string>): Node | undefined => {
+    if (points === 0) return undefined;
+    const start = pointAfter(keyHash);
+    for (let step = 0; step < points; step++) {
+      const at = (start + step) % points;
+      const owner = nodes[owners[at] as number] as Node;
+      if (!excluded.has(owner.id)) return owner;
+      for (const rank of shadowed.get(hashes[at] as number) ?? []) {
+        const other = nodes[rank] as Node;
+        if (!excluded.has(other.id)) return other;
+      }
+    }
+    return undefined;
   };
   const shares = (): readonly number[] => {
     const result = new Array<number>(nodes.length).fill(0);
@@ -161,5 +201,5 @@ function createRing(nodes: readonly Node[], vnodes: number, hashes: Uint32Array,
     }
     return result;
   };
-  return Object.freeze({ nodes, vnodes, points, lookup, shares });
+  return Object.freeze({ nodes, vnodes, points, lookup, lookupExcluding, shares });
 }

@@ -22,7 +22,7 @@ import type { Placement } from '../placement';
 import { type Downstream, type Proxy, type PushRequest, type Relay, SMALL_BODY_BYTES } from './proxy';
 import { followsRedirects, placePush } from './push';
 import { textAnswer } from './text';
-import { DIGITS, FIELD_LINE } from './upstream';
+import { CRLF, CRLFCRLF, DIGITS, FIELD_LINE, REQUEST_LINE } from './wire';
 
 /** FastLaneOptions configures createFastLane; the timeouts are the listener's. */
 export type FastLaneOptions = Readonly<{
@@ -58,15 +58,11 @@ export type FastPush = PushRequest &
     authorization: boolean;
   }>;
 
-const CRLF = Buffer.from('\r\n');
-const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Node's default limit on a request head; a longer one is Node's to refuse. */
 const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_FIELDS = 100;
 /** Pipelined bytes held while a push is in flight before the lane stops reading. */
 const MAX_PENDING_BYTES = MAX_HEAD_BYTES + SMALL_BODY_BYTES;
-// The request-target: origin-form, only characters RFC 3986 allows unescaped in a path and query, and `%`.
-const REQUEST_LINE = /(PUT|POST|DELETE) (\/metrics\/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*) HTTP\/1\.1\r\n/y;
 /** Node's answer to a connection that sends no request in time. */
 const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 
@@ -156,6 +152,9 @@ function httpDate(): string {
   return dateText;
 }
 
+/** IN_FLIGHT stands for a push being opened. */
+const IN_FLIGHT: Relay = Object.freeze({ refuse: () => undefined, cancel: () => undefined });
+
 /** One connection in the lane. */
 class Connection implements Downstream {
   private pending: Buffer | undefined;
@@ -168,6 +167,8 @@ class Connection implements Downstream {
   private deadline: number;
   /** True until the first bytes arrive. */
   private fresh = true;
+  /** An answer is complete but the client has not taken it yet: the next push waits. */
+  private draining = false;
 
   constructor(
     private readonly lane: Lane,
@@ -185,8 +186,8 @@ class Connection implements Downstream {
     this.fresh = false;
     const data = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
     this.pending = data;
-    if (this.relay !== undefined) {
-      // Pipelined: it waits for the push in flight.
+    if (this.relay !== undefined || this.draining) {
+      // Pipelined: it waits for the push in flight, and for the client to take its answer.
       if (data.length > MAX_PENDING_BYTES) this.socket.pause();
       return;
     }
@@ -213,8 +214,10 @@ class Connection implements Downstream {
     this.closeAfter ||= push.close;
     options.metrics.countFastLane();
     if (this.lane.debug) options.logger.debug({ method: push.method, url: push.target, node: placed.node.id, lane: 'fast' }, 'push proxied');
-    this.relay = options.proxy.open(push, placed.node, this, false);
-    this.relay.send(push.body.length > 0 ? push.body : undefined);
+    // The proxy may answer before open returns (a push it cannot even send): finish() then clears the placeholder.
+    this.relay = IN_FLIGHT;
+    const relay = options.proxy.open(push, placed.node, this, push.body.length > 0 ? push.body : undefined, placed.hash);
+    if (this.relay === IN_FLIGHT) this.relay = relay;
   }
 
   /** giveUp hands the connection, and what it read, to Node's HTTP server. */
@@ -234,7 +237,11 @@ class Connection implements Downstream {
   }
 
   private readonly onEnd = (): void => {
-    // The client sends nothing more: as Node's server does, it is taken as gone, and a push in flight is aborted.
+    // The client sends nothing more. A FIN cannot tell a half-close from a client that went away, and both Node's
+    // server (httpAllowHalfOpen is false: it destroys the requests in flight and ends the socket) and nginx (a
+    // client's early close ends the upstream request) take it as gone: so does the lane. A push in flight is
+    // cancelled, pipelined requests not yet forwarded are dropped, and what was written is flushed before closing.
+    this.pending = undefined;
     this.lane.connections.delete(this);
     this.relay?.cancel();
     this.relay = undefined;
@@ -299,12 +306,26 @@ class Connection implements Downstream {
     this.finish();
   }
 
+  fail(status: number, message: string): void {
+    if (this.head === undefined) {
+      this.destroy();
+      return;
+    }
+    // None of the node's answer went out yet: the client gets an answer of the director's own instead.
+    this.head = undefined;
+    this.refuse(status, message);
+  }
+
   destroy(): void {
     this.relay = undefined;
     this.socket.destroy();
   }
 
-  /** finish ends one push: the connection closes, takes the next pipelined request, or waits for one. */
+  /**
+   * finish ends one push: the connection closes, or, once the client has taken the answer (within the proxy
+   * timeout, else it is disconnected), takes the next pipelined request or waits for one. Until then the lane does
+   * not read from the client: a client that reads nothing cannot make the director buffer answers for it.
+   */
   private finish(): void {
     this.relay = undefined;
     if (this.closeAfter) {
@@ -312,14 +333,41 @@ class Connection implements Downstream {
       this.socket.destroySoon();
       return;
     }
+    if (this.socket.writableNeedDrain) {
+      this.draining = true;
+      this.socket.pause();
+      this.lane.options.proxy.awaitWritable(this.socket, () => {
+        this.draining = false;
+        this.takeNext();
+      });
+      return;
+    }
+    this.takeNext();
+  }
+
+  private takeNext(): void {
+    if (this.closeAfter) {
+      this.lane.connections.delete(this);
+      this.socket.destroySoon();
+      return;
+    }
     this.deadline = performance.now() + this.lane.options.keepAliveTimeoutMs;
     if (this.socket.isPaused()) this.socket.resume();
-    this.next();
+    if (this.pending === undefined) return;
+    // A pipelined push goes two turns later: undici puts the node connection back in the pool on the next turn (a
+    // setImmediate of its own, scheduled after this one), and it is then free for this push.
+    this.draining = true;
+    setImmediate(() =>
+      setImmediate(() => {
+        this.draining = false;
+        if (!this.socket.destroyed) this.next();
+      }),
+    );
   }
 
   /** expire closes an idle connection past its deadline, as Node's server would. */
   expire(now: number): void {
-    if (this.relay !== undefined || now < this.deadline) return;
+    if (this.relay !== undefined || this.draining || now < this.deadline) return;
     this.lane.connections.delete(this);
     if (this.fresh) {
       this.socket.end(REQUEST_TIMEOUT, 'latin1');
@@ -331,7 +379,7 @@ class Connection implements Downstream {
 
   /** shutDown closes the connection now if it is idle, else after its answer. */
   shutDown(): void {
-    if (this.relay === undefined) {
+    if (this.relay === undefined && !this.draining) {
       this.lane.connections.delete(this);
       this.socket.destroy();
     } else {

@@ -1,32 +1,57 @@
 /**
  * The compatibility mode's proxy: forwards a push to its owner node and relays the answer, for clients that cannot
  * follow a 307 (Python, Node, Ruby, anything sending Authorization). Bodies stream both ways; nothing is buffered
- * whole. A push is never retried on another node: the group would then live on two nodes.
+ * whole. A push is never retried after any byte of it may have reached a node: the group could then live on two
+ * nodes. Only a push its owner provably did not receive (the connection failed before the request was written) is
+ * handed off to the node that owns the group once the owner has left the ring.
+ *
+ * Upstream, the proxy speaks HTTP/1.1 through undici (the client the Node.js project maintains): one Pool per node,
+ * through the `dispatch` API, so llhttp decides what a valid answer is and a node connection goes back to the pool
+ * only after its answer was read completely. Whatever llhttp refuses is a 502 naming the node, and none of that
+ * answer reaches the client.
  *
  * Both lanes of the listener forward through `open`: pushes that Node's HTTP server read come through `forward`,
- * which streams their bodies; the fast lane (fast-lane.ts) calls `open` with a whole small body and answers the
- * client itself through a Downstream of its own.
+ * which streams their bodies and forwards one push at a time per client connection; the fast lane (fast-lane.ts)
+ * calls `open` with a whole small body, one push at a time too, and answers the client through a Downstream of its
+ * own.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LookupFunction } from 'node:net';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 
 import type { Logger } from 'pino';
+import { type Dispatcher, Pool } from 'undici';
 
 import type { Node } from '../core/node';
 import type { DirectorMetrics } from '../metrics';
 import { sendText } from './text';
-import { type ResponseHead, UpstreamPool } from './upstream';
 
 /** ProxyOptions configures createProxy. */
 export type ProxyOptions = Readonly<{
-  /** How long to wait for the node's response headers. */
+  /**
+   * How long to wait for a node's response headers (504 after it), and how long a client may take to accept each
+   * part of its answer (disconnected after it).
+   */
   timeoutMs: number;
   /** Largest body forwarded, in bytes; 0 means no limit. */
   maxBodyBytes: number;
-  /** Idle keep-alive connections kept per node. @default 64 */
-  maxFreeSockets?: number;
   /** How node host names resolve (DNS discovery's resolver). @default dns.lookup */
   lookup?: LookupFunction;
+  /** Most connections to one node; pushes beyond wait for one. @default 64 */
+  maxConnections?: number;
+  /**
+   * onConnectFailure hears of every connection to a node that failed before any byte of a push was written to it
+   * (refused, unreachable, connect timeout, TLS handshake): a passive health check. Called synchronously; it must
+   * not throw, and must not block. @default none
+   */
+  onConnectFailure?: (node: Node, error: Error) => void;
+  /**
+   * successor returns the node that owns a key hash once the nodes whose ids are in `excluded` have left the ring
+   * (the next distinct node clockwise), or undefined when there is none. With it, a push whose owner provably did
+   * not receive it is handed off there; without it, that push gets a 502. @default none
+   */
+  successor?: (keyHash: number, excluded: ReadonlySet<string>) => Node | undefined;
 }>;
 
 /**
@@ -44,6 +69,12 @@ export type PushRequest = Readonly<{
 }>;
 
 /**
+ * PushBody is a push's body: held whole (a Buffer, or undefined for none), or a stream with its declared length
+ * (undefined: sent chunked). Only a body held whole can be handed off to another node.
+ */
+export type PushBody = Buffer | undefined | Readonly<{ stream: Readable; length: number | undefined }>;
+
+/**
  * Downstream is the client side of one proxied push: where the node's answer, or the director's own error answer,
  * goes. `headers` alternates names and values.
  */
@@ -51,42 +82,60 @@ export type Downstream = Readonly<{
   start(status: number, statusMessage: string, headers: readonly string[]): void;
   /** write relays a body chunk; false asks the node's side to wait for `onDrain`. */
   write(chunk: Buffer): boolean;
+  /** onDrain calls `resume` once, when the client has taken what was written. */
   onDrain(resume: () => void): void;
   end(): void;
   /** refuse answers with the director's own one-line error and closes the connection afterwards. */
   refuse(status: number, message: string): void;
-  /** destroy cuts the connection: the node failed in the middle of its answer. */
+  /**
+   * fail: the node failed after its answer's head arrived. While none of the answer was written to the client
+   * yet, this answers like `refuse`; after that all that is left is to cut the connection.
+   */
+  fail(status: number, message: string): void;
+  /** destroy cuts the connection: the client stopped reading. */
   destroy(): void;
 }>;
 
-/**
- * Relay is one push in flight. Its body goes out whole through `send`, or streamed through `write`s and `end`;
- * `cancel` stops it when the client went away.
- */
+/** Relay is one push in flight: `refuse` abandons it with an answer of the director's own, `cancel` without one. */
 export type Relay = Readonly<{
-  send(body: Buffer | undefined): void;
-  /** write streams a body chunk; false asks the caller to wait for the node's connection to drain. */
-  write(chunk: Buffer): boolean;
-  /** The node's connection, to wait for its 'drain'. */
-  upstream: NodeJS.EventEmitter;
-  end(): void;
   /** refuse abandons the push and answers the client with an error of the director's own. */
   refuse(status: number, message: string, outcome: 'rejected' | 'upstream_error'): void;
+  /** cancel: the client went away. An answer already under way is read to its end and dropped. */
   cancel(): void;
 }>;
 
-/** Proxy forwards pushes. `close` ends its keep-alive pools. */
+/** Proxy forwards pushes. `close` ends its connection pools. */
 export type Proxy = Readonly<{
-  /** forward proxies a push received by Node's HTTP server, streaming its body. */
-  forward(req: IncomingMessage, res: ServerResponse, node: Node): void;
-  /** open starts a push with the node; the body follows through the returned relay. */
-  open(push: PushRequest, node: Node, down: Downstream, chunked: boolean): Relay;
+  /**
+   * forward proxies a push received by Node's HTTP server, streaming its body. Pushes of one client connection are
+   * forwarded one at a time, in order: the next once the answer to the previous is complete.
+   */
+  forward(req: IncomingMessage, res: ServerResponse, node: Node, keyHash?: number): void;
+  /**
+   * open forwards a push to `node` and relays the answer to `down`. `keyHash` is the push's position on the ring,
+   * needed only to hand it off when the owner cannot be reached.
+   */
+  open(push: PushRequest, node: Node, down: Downstream, body: PushBody, keyHash?: number): Relay;
+  /** awaitWritable calls `next` once `socket` has drained, or destroys it after the proxy timeout. */
+  awaitWritable(socket: Socket, next: () => void): void;
   maxBodyBytes: number;
-  close(): void;
+  close(): Promise<void>;
 }>;
 
-// RFC 9110 7.6.1 hop-by-hop fields, plus Expect (the director answers 100 Continue itself) and Host (set to the
-// node's). Lower-case, as Node hands header names over.
+/** DEFAULT_MAX_CONNECTIONS is the default bound on connections to one node. */
+export const DEFAULT_MAX_CONNECTIONS = 64;
+
+/** A body up to this size is gathered and sent with the head in one write; larger ones stream. */
+export const SMALL_BODY_BYTES = 64 * 1024;
+
+/** The most of an answer read and dropped after its client went away; beyond it the node connection is closed. */
+const MAX_DISCARD_BYTES = 1024 * 1024;
+
+/** Pushes of one client connection waiting in Node's lane before the director stops reading that connection. */
+const MAX_WAITING = 32;
+
+// RFC 9110 7.6.1 hop-by-hop fields, plus Expect (the director answers 100 Continue itself), Host (set to the node's)
+// and Content-Length (undici frames the body it is given). Lower-case, as Node hands header names over.
 const DROPPED = new Set([
   'connection',
   'keep-alive',
@@ -99,8 +148,11 @@ const DROPPED = new Set([
   'proxy-connection',
   'expect',
   'host',
+  'content-length',
 ]);
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+// From a node's answer: the hop-by-hop fields. Its Content-Length stays: the fast lane frames by it.
+const DROPPED_IN_ANSWER = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-connection']);
 
 /** connectionTokens returns the fields a Connection header names, beyond the hop-by-hop ones dropped anyway. */
 function connectionTokens(value: string | undefined): Set<string> | undefined {
@@ -111,13 +163,13 @@ function connectionTokens(value: string | undefined): Set<string> | undefined {
 }
 
 /**
- * requestHead renders the request head for the node: the end-to-end headers as received, Host set to the node,
- * X-Forwarded-* added, and the body's framing (Content-Length as received, or chunked).
+ * requestHeaders returns the headers for the node, names and values alternating: the end-to-end headers as
+ * received, Host set to the node, X-Forwarded-* added. undici adds the body's framing.
  */
-function requestHead(push: PushRequest, path: string, host: string, chunked: boolean): string {
+function requestHeaders(push: PushRequest, host: string, length: number | undefined): string[] {
   const raw = push.rawHeaders;
   const listed = connectionTokens(push.connection);
-  let head = `${push.method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
+  const out = ['host', host];
   let prior: string | undefined;
   let originalHost: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -127,67 +179,157 @@ function requestHead(push: PushRequest, path: string, host: string, chunked: boo
     if (lower === 'host') originalHost ??= value;
     else if (lower === 'x-forwarded-for') prior = prior === undefined ? value : `${prior}, ${value}`;
     if (DROPPED.has(lower) || FORWARDED.has(lower) || lower.startsWith('proxy-') || listed?.has(lower) === true) continue;
-    head += `${name}: ${value}\r\n`;
+    out.push(name, value);
   }
-  head += `X-Forwarded-For: ${prior === undefined ? push.remoteAddress : `${prior}, ${push.remoteAddress}`}\r\n`;
-  head += `X-Forwarded-Proto: ${push.encrypted ? 'https' : 'http'}\r\n`;
-  if (originalHost !== undefined) head += `X-Forwarded-Host: ${originalHost}\r\n`;
-  if (chunked) head += 'Transfer-Encoding: chunked\r\n';
-  return `${head}\r\n`;
+  out.push('X-Forwarded-For', prior === undefined ? push.remoteAddress : `${prior}, ${push.remoteAddress}`);
+  out.push('X-Forwarded-Proto', push.encrypted ? 'https' : 'http');
+  if (originalHost !== undefined) out.push('X-Forwarded-Host', originalHost);
+  if (length !== undefined) out.push('content-length', String(length));
+  return out;
 }
 
 /** responseHeaders returns the node's end-to-end response headers, names and values alternating. */
-function responseHeaders(head: ResponseHead): string[] {
-  const rawHeaders = head.rawHeaders;
-  const listed = connectionTokens(head.connection);
+function responseHeaders(raw: readonly Buffer[]): string[] {
+  const all: string[] = new Array<string>(raw.length);
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as Buffer).toString('latin1');
+    const value = (raw[i + 1] as Buffer).toString('latin1');
+    all[i] = name;
+    all[i + 1] = value;
+    if (name.length === 10 && name.toLowerCase() === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
+  }
+  const listed = connectionTokens(connection);
   const out: string[] = [];
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i] as string;
+  for (let i = 0; i < all.length; i += 2) {
+    const name = all[i] as string;
     const lower = name.toLowerCase();
-    if (DROPPED.has(lower) || listed?.has(lower) === true) continue;
-    out.push(name, rawHeaders[i + 1] as string);
+    if (DROPPED_IN_ANSWER.has(lower) || listed?.has(lower) === true) continue;
+    out.push(name, all[i + 1] as string);
   }
   return out;
 }
 
-function describeError(error: NodeJS.ErrnoException): string {
-  return error.code ?? error.message;
+/** Error codes of undici's own making that say nothing about the node. */
+const NOT_NODE_FAILURES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_ABORTED', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'UND_ERR_NOT_SUPPORTED']);
+
+/**
+ * failureMessage is the client's 502 line for a failed exchange with a node, in the Pushgateway's tone: what went
+ * wrong, with the node's name and the system's error code where there is one.
+ */
+function failureMessage(node: Node, error: Error & { code?: string }): string {
+  const name = JSON.stringify(node.id);
+  if (error.name === 'HTTPParserError') {
+    // llhttp's reason, e.g. "Response does not match the HTTP/1.1 protocol (Missing expected CR after header value)".
+    const reason = /\((.*)\)$/.exec(error.message)?.[1] ?? error.message;
+    return `pushgateway ${name} sent a malformed answer: ${reason.toLowerCase()}`;
+  }
+  switch (error.code) {
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      return `pushgateway ${name} sent a malformed answer: body length does not match content-length`;
+    case 'UND_ERR_SOCKET':
+      // undici's words for a 101 or a 100 nobody asked for, and for a connection closed in the middle of an answer.
+      if (error.message === 'bad upgrade' || error.message === 'bad response') {
+        return `pushgateway ${name} sent a malformed answer: unexpected ${error.message === 'bad upgrade' ? '101' : '1xx'} status`;
+      }
+      return `pushgateway ${name} closed the connection before its answer was complete`;
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return `pushgateway ${name} unreachable: connect timeout`;
+    case 'UND_ERR_BODY_TIMEOUT':
+      return `pushgateway ${name} stopped sending its answer`;
+    case undefined:
+      return `pushgateway ${name} unreachable: ${error.message}`;
+    default:
+      return `pushgateway ${name} unreachable: ${error.code}`;
+  }
 }
 
-/** A body up to this size is gathered and sent with the head in one write; larger ones stream. */
-export const SMALL_BODY_BYTES = 64 * 1024;
+/**
+ * unframed tells why an answer's framing is refused although llhttp takes it: a Transfer-Encoding other than
+ * chunked alone, which makes the body run until the node closes the connection (RFC 9112 6.3). A Pushgateway never
+ * sends one; relaying it would hand the client whatever the node writes next.
+ */
+function unframed(raw: readonly Buffer[]): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer;
+    if (name.length !== 17 || name.toString('latin1').toLowerCase() !== 'transfer-encoding') continue;
+    const value = (raw[i + 1] as Buffer).toString('latin1').trim().toLowerCase();
+    if (value !== 'chunked') return `unsupported transfer-encoding ${JSON.stringify(value)}`;
+  }
+  return undefined;
+}
 
-type Target = Readonly<{ pool: UpstreamPool; prefix: string; host: string }>;
+/** MALFORMED_REASON matches what RFC 9112 allows in a reason phrase: HTAB, SP, VCHAR and obs-text. */
+// eslint-disable-next-line no-control-regex
+const MALFORMED_REASON = /[^\t\x20-\x7e\x80-\xff]/;
 
-/** nodeDownstream answers through Node's ServerResponse; after an error answer, the rest of the body is dropped. */
+type Target = Readonly<{ pool: Pool; prefix: string; host: string }>;
+
+/**
+ * nodeDownstream answers through Node's ServerResponse; after an error answer, the rest of the body is dropped.
+ */
 function nodeDownstream(req: IncomingMessage, res: ServerResponse): Downstream {
+  // The head waits for the first body bytes or the end, so a node failing right after its head still gets a 502.
+  let head: (() => void) | undefined;
+  const flush = (): void => {
+    head?.();
+    head = undefined;
+  };
+  const refuse = (status: number, message: string): void => {
+    if (!res.headersSent) res.setHeader('Connection', 'close');
+    sendText(res, status, message);
+    req.resume();
+  };
   return {
-    start: (status, statusMessage, headers) => res.writeHead(status, statusMessage, headers as string[]),
-    write: (chunk) => res.write(chunk),
+    start(status, statusMessage, headers) {
+      head = () => res.writeHead(status, statusMessage, headers as string[]);
+    },
+    write(chunk) {
+      flush();
+      return res.write(chunk);
+    },
     onDrain: (resume) => res.once('drain', resume),
-    end: () => res.end(),
-    refuse(status, message) {
-      if (!res.headersSent) res.setHeader('Connection', 'close');
-      sendText(res, status, message);
-      req.resume();
+    end() {
+      flush();
+      res.end();
+    },
+    refuse,
+    fail(status, message) {
+      if (head === undefined) {
+        res.destroy();
+        return;
+      }
+      head = undefined;
+      refuse(status, message);
     },
     destroy: () => res.destroy(),
   };
 }
 
-/** createProxy returns a proxy with one keep-alive pool per node. */
+/** Line is the queue of proxied pushes of one client connection in Node's lane. */
+type Line = { busy: boolean; paused: boolean; readonly waiting: (() => void)[] };
+
+/** createProxy returns a proxy with one connection pool per node. */
 export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, logger: Logger): Proxy {
   const targets = new Map<string, Target>();
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const { timeoutMs } = options;
 
   const targetOf = (node: Node): Target => {
     let target = targets.get(node.url);
     if (target === undefined) {
       const url = new URL(node.url);
-      const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-      const secure = url.protocol === 'https:';
-      const port = Number(url.port === '' ? (secure ? 443 : 80) : url.port);
       target = {
-        pool: new UpstreamPool(hostname, port, secure, options.maxFreeSockets ?? 64, options.lookup),
+        pool: new Pool(url.origin, {
+          connections: maxConnections,
+          pipelining: 1,
+          // The proxy's own timer bounds the wait for the head, from the moment the push arrives.
+          headersTimeout: 0,
+          // A node that stops sending in the middle of its answer (the client's reading pauses this clock).
+          bodyTimeout: timeoutMs,
+          // Half the time for the connection, so a refused or silent owner leaves time to hand the push off.
+          connect: { timeout: Math.max(1, Math.floor(timeoutMs / 2)), ...(options.lookup === undefined ? {} : { lookup: options.lookup }) },
+        }),
         prefix: url.pathname === '/' ? '' : url.pathname,
         host: url.host,
       };
@@ -196,67 +338,247 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
     return target;
   };
 
-  const open = (push: PushRequest, node: Node, down: Downstream, chunked: boolean): Relay => {
-    const { method } = push;
-    const target = targetOf(node);
-    const started = performance.now();
-    let settled = false;
-
-    const refuse = (status: number, message: string, outcome: 'rejected' | 'upstream_error'): void => {
-      if (settled) return;
-      settled = true;
+  /** awaitWritable runs `next` once the client socket has room again; a client that reads nothing is cut off. */
+  const awaitWritable = (socket: Socket, next: () => void): void => {
+    if (!socket.writableNeedDrain || socket.destroyed) {
+      next();
+      return;
+    }
+    const go = (): void => {
       clearTimeout(timer);
-      exchange.abort();
-      metrics.countPush(method, outcome, node.id);
-      if (outcome === 'upstream_error') logger.error({ method, url: push.target, node: node.id, status }, message);
-      down.refuse(status, message);
+      socket.off('close', gone);
+      next();
     };
-
-    const exchange = target.pool.request(method, requestHead(push, target.prefix + push.target, target.host, chunked), chunked, {
-      onHead(head) {
-        clearTimeout(timer);
-        if (settled) return;
-        settled = true;
-        metrics.observeUpstream(node.id, (performance.now() - started) / 1e3);
-        metrics.countPush(method, 'proxied', node.id);
-        down.start(head.status, head.statusMessage, responseHeaders(head));
-      },
-      onData(chunk) {
-        if (!down.write(chunk)) {
-          exchange.socket.pause();
-          down.onDrain(() => exchange.socket.resume());
-        }
-      },
-      onEnd() {
-        down.end();
-      },
-      onError(error, headStarted) {
-        if (headStarted || settled) {
-          down.destroy();
-          return;
-        }
-        refuse(502, `pushgateway ${JSON.stringify(node.id)} unreachable: ${describeError(error)}`, 'upstream_error');
-      },
-    });
-
+    const gone = (): void => {
+      clearTimeout(timer);
+      socket.off('drain', go);
+    };
     const timer = setTimeout(() => {
-      refuse(504, `pushgateway ${JSON.stringify(node.id)} did not answer within ${options.timeoutMs}ms`, 'upstream_error');
-    }, options.timeoutMs);
-
-    return {
-      write: (chunk) => exchange.write(chunk),
-      upstream: exchange.socket,
-      end: () => exchange.end(),
-      send: (body) => exchange.send(body),
-      refuse,
-      cancel() {
-        clearTimeout(timer);
-        exchange.abort();
-      },
-    };
+      socket.off('drain', go);
+      socket.destroy();
+    }, timeoutMs);
+    socket.once('drain', go);
+    socket.once('close', gone);
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, node: Node): void => {
+  const open = (push: PushRequest, node: Node, down: Downstream, body: PushBody, keyHash?: number): Relay =>
+    new Forwarding(push, node, down, body, keyHash);
+
+  /** Forwarding is one push: one or more attempts (more only when a refused owner hands it off), one answer. */
+  class Forwarding implements Relay {
+    private readonly started = performance.now();
+    private readonly timer: NodeJS.Timeout;
+    /** The client has its answer's head, or an error of the director's own. */
+    private settled = false;
+    /** Nothing more is relayed to the client. */
+    private finished = false;
+    /** The client went away during the answer: the rest is read and dropped. */
+    private discarding = false;
+    private discarded = 0;
+    private drainTimer: NodeJS.Timeout | undefined;
+    private attempt: Attempt;
+    private owners: Set<string> | undefined;
+
+    constructor(
+      private readonly push: PushRequest,
+      private node: Node,
+      private readonly down: Downstream,
+      private readonly body: PushBody,
+      private readonly keyHash: number | undefined,
+    ) {
+      this.timer = setTimeout(() => {
+        this.refuse(504, `pushgateway ${JSON.stringify(this.node.id)} did not answer within ${timeoutMs}ms`, 'upstream_error');
+      }, timeoutMs);
+      this.attempt = new Attempt(this);
+      this.dispatch(this.attempt);
+    }
+
+    /** dispatch sends the push to `this.node`; undici may report back before it returns. */
+    private dispatch(attempt: Attempt): void {
+      const target = targetOf(this.node);
+      const { body } = this;
+      const streamed = body !== undefined && !Buffer.isBuffer(body);
+      target.pool.dispatch(
+        {
+          method: this.push.method,
+          path: target.prefix + this.push.target,
+          headers: requestHeaders(this.push, target.host, streamed ? body.length : undefined),
+          body: streamed ? body.stream : (body ?? null),
+        },
+        attempt,
+      );
+    }
+
+    refuse(status: number, message: string, outcome: 'rejected' | 'upstream_error'): void {
+      if (this.settled) return;
+      this.settled = true;
+      this.finished = true;
+      clearTimeout(this.timer);
+      this.attempt.abort();
+      metrics.countPush(this.push.method, outcome, this.node.id);
+      if (outcome === 'upstream_error') logger.error({ method: this.push.method, url: this.push.target, node: this.node.id, status }, message);
+      this.down.refuse(status, message);
+    }
+
+    cancel(): void {
+      clearTimeout(this.timer);
+      clearTimeout(this.drainTimer);
+      if (this.finished) return;
+      this.finished = true;
+      if (this.settled && this.attempt.answering) {
+        // The answer is under way: read it to its end, so its connection can serve the next push.
+        this.discarding = true;
+        this.attempt.resume();
+      } else {
+        this.attempt.abort();
+      }
+    }
+
+    // What the attempt in flight reports. A stale attempt (one handed off) is never heard from again.
+
+    head(attempt: Attempt, status: number, raw: Buffer[], statusMessage: string): void {
+      if (attempt !== this.attempt || this.finished) return;
+      const malformed = MALFORMED_REASON.test(statusMessage) ? 'invalid reason phrase' : unframed(raw);
+      if (malformed !== undefined) {
+        this.refuse(502, `pushgateway ${JSON.stringify(this.node.id)} sent a malformed answer: ${malformed}`, 'upstream_error');
+        return;
+      }
+      clearTimeout(this.timer);
+      this.settled = true;
+      metrics.observeUpstream(this.node.id, (performance.now() - this.started) / 1e3);
+      metrics.countPush(this.push.method, this.owners === undefined ? 'proxied' : 'handed_off', this.node.id);
+      this.down.start(status, statusMessage, responseHeaders(raw));
+    }
+
+    data(attempt: Attempt, chunk: Buffer): boolean {
+      if (attempt !== this.attempt) return true;
+      if (this.discarding) {
+        this.discarded += chunk.length;
+        if (this.discarded > MAX_DISCARD_BYTES) attempt.abort();
+        return true;
+      }
+      if (this.finished || this.down.write(chunk)) return true;
+      // The client is not taking the answer as fast as the node sends it: wait, but not forever.
+      this.drainTimer = setTimeout(() => {
+        this.down.destroy();
+        this.cancel();
+      }, timeoutMs);
+      this.down.onDrain(() => {
+        clearTimeout(this.drainTimer);
+        attempt.resume();
+      });
+      return false;
+    }
+
+    complete(attempt: Attempt): void {
+      if (attempt !== this.attempt || this.finished) return;
+      this.finished = true;
+      this.down.end();
+    }
+
+    failed(attempt: Attempt, error: Error & { code?: string }): void {
+      if (attempt !== this.attempt || this.finished) return;
+      const failedNode = this.node;
+      const unsent = !attempt.connected && (error.code === undefined || !NOT_NODE_FAILURES.has(error.code));
+      if (unsent) {
+        try {
+          options.onConnectFailure?.(failedNode, error);
+        } catch (hookError) {
+          logger.error({ err: hookError }, 'onConnectFailure threw');
+        }
+        const next = this.successor();
+        if (next !== undefined) {
+          logger.info(
+            { method: this.push.method, url: this.push.target, node: failedNode.id, to: next.id, reason: failureMessage(failedNode, error) },
+            'push handed off: its owner did not receive it',
+          );
+          this.node = next;
+          this.attempt = new Attempt(this);
+          this.dispatch(this.attempt);
+          return;
+        }
+      }
+      const message = failureMessage(failedNode, error);
+      if (this.settled) {
+        // The node's head arrived already: a 502 if none of the answer went out, else a cut connection.
+        this.finished = true;
+        logger.error({ method: this.push.method, url: this.push.target, node: failedNode.id, status: 502 }, message);
+        this.down.fail(502, message);
+        return;
+      }
+      this.refuse(502, message, 'upstream_error');
+    }
+
+    /** successor finds where a push goes when its owner, and every node it was handed to, did not receive it. */
+    private successor(): Node | undefined {
+      if (options.successor === undefined || this.keyHash === undefined) return undefined;
+      // A streamed body was consumed by the failed attempt, or is being: only a body held whole can go again.
+      if (this.body !== undefined && !Buffer.isBuffer(this.body)) return undefined;
+      this.owners ??= new Set();
+      this.owners.add(this.node.id);
+      const next = options.successor(this.keyHash, this.owners);
+      return next === undefined || this.owners.has(next.id) ? undefined : next;
+    }
+  }
+
+  /**
+   * Attempt is one dispatch to one node, through undici's handler interface: `onConnect` comes right before the
+   * request is written, so an error before it proves the node received nothing of this push.
+   */
+  class Attempt implements Dispatcher.DispatchHandler {
+    connected = false;
+    /** The node's answer has begun (its head arrived) and is not complete. */
+    answering = false;
+    private abortRequest: ((error?: Error) => void) | undefined;
+    private resumeAnswer: (() => void) | undefined;
+    private aborted = false;
+
+    constructor(private readonly forwarding: Forwarding) {}
+
+    abort(): void {
+      this.aborted = true;
+      this.abortRequest?.();
+    }
+
+    resume(): void {
+      this.resumeAnswer?.();
+    }
+
+    onConnect(abort: (error?: Error) => void): void {
+      this.abortRequest = abort;
+      // Cancelled while it waited for a connection: abort before a byte is written.
+      if (this.aborted) abort();
+      else this.connected = true;
+    }
+
+    onHeaders(status: number, raw: Buffer[], resume: () => void, statusMessage: string): boolean {
+      // An interim 1xx answer (llhttp refuses 101 and undici a 100 the request did not ask for): the real one follows.
+      if (status < 200) return true;
+      this.answering = true;
+      this.resumeAnswer = resume;
+      this.forwarding.head(this, status, raw, statusMessage);
+      return true;
+    }
+
+    onData(chunk: Buffer): boolean {
+      return this.forwarding.data(this, chunk);
+    }
+
+    onComplete(): void {
+      this.answering = false;
+      this.forwarding.complete(this);
+    }
+
+    onError(error: Error): void {
+      this.answering = false;
+      this.forwarding.failed(this, error);
+    }
+  }
+
+  const lines = new WeakMap<Socket, Line>();
+
+  /** forward queues a push behind the one in flight on its client connection, if any. */
+  const forward = (req: IncomingMessage, res: ServerResponse, node: Node, keyHash?: number): void => {
     const method = req.method ?? '';
     const declared = req.headers['content-length'];
     const length = declared === undefined ? undefined : Number(declared);
@@ -266,7 +588,50 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       sendText(res, 413, `push body of ${declared} bytes exceeds --proxy.max-body of ${options.maxBodyBytes} bytes`);
       return;
     }
+    const { socket } = req;
+    let line = lines.get(socket);
+    if (line === undefined) {
+      line = { busy: false, paused: false, waiting: [] };
+      lines.set(socket, line);
+      socket.once('close', () => lines.delete(socket));
+    }
+    const start = (): void => {
+      if (socket.destroyed) {
+        // The client is gone: nothing that waits behind this push will be answered either.
+        line.waiting.length = 0;
+        return;
+      }
+      res.once('close', () => finishLine(socket, line));
+      startForward(req, res, node, method, length, keyHash);
+    };
+    if (!line.busy) {
+      line.busy = true;
+      start();
+      return;
+    }
+    line.waiting.push(start);
+    // Node's server keeps parsing what the client pipelines: stop reading it while enough pushes wait.
+    if (line.waiting.length >= MAX_WAITING && !line.paused) {
+      line.paused = true;
+      socket.pause();
+    }
+  };
 
+  /** finishLine starts the next push of a client connection once the client has taken the answers so far. */
+  const finishLine = (socket: Socket, line: Line): void => {
+    awaitWritable(socket, () => {
+      const next = line.waiting.shift();
+      if (line.paused && line.waiting.length < MAX_WAITING / 2) {
+        line.paused = false;
+        socket.resume();
+      }
+      if (next === undefined) line.busy = false;
+      // On the next turn: undici has then put the node connection back in the pool, free for this push.
+      else setImmediate(next);
+    });
+  };
+
+  const startForward = (req: IncomingMessage, res: ServerResponse, node: Node, method: string, length: number | undefined, keyHash: number | undefined): void => {
     const chunked = length === undefined && req.headers['transfer-encoding'] !== undefined;
     const push: PushRequest = {
       method,
@@ -276,46 +641,58 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       remoteAddress: req.socket.remoteAddress ?? '',
       encrypted: 'encrypted' in req.socket && req.socket.encrypted === true,
     };
-    const relay = open(push, node, nodeDownstream(req, res), chunked);
-
-    // The client went away before the answer was complete: abort the upstream request.
-    res.on('close', () => {
-      if (!res.writableFinished) relay.cancel();
-    });
+    const down = nodeDownstream(req, res);
 
     if (length === undefined && !chunked) {
-      relay.send(undefined);
+      const relay = open(push, node, down, undefined, keyHash);
+      cancelOnClose(res, relay);
       req.resume();
       return;
     }
     if (length !== undefined && length <= SMALL_BODY_BYTES) {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => relay.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      req.on('end', () => {
+        if (res.destroyed) return;
+        const body = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        cancelOnClose(res, open(push, node, down, body, keyHash));
+      });
       return;
     }
+    // A large or chunked body streams, within --proxy.max-body.
     let received = 0;
+    const stream = new Readable({ read: () => req.resume() });
     req.on('data', (chunk: Buffer) => {
       received += chunk.length;
       if (options.maxBodyBytes > 0 && received > options.maxBodyBytes) {
-        relay.refuse(413, `push body exceeds --proxy.max-body of ${options.maxBodyBytes} bytes`, 'rejected');
         req.pause();
+        relay.refuse(413, `push body exceeds --proxy.max-body of ${options.maxBodyBytes} bytes`, 'rejected');
         return;
       }
-      if (!relay.write(chunk)) {
-        req.pause();
-        relay.upstream.once('drain', () => req.resume());
-      }
+      if (!stream.push(chunk)) req.pause();
     });
-    req.on('end', () => relay.end());
+    req.on('end', () => stream.push(null));
+    req.on('aborted', () => stream.destroy(new Error('the client went away')));
+    const relay = open(push, node, down, { stream, length }, keyHash);
+    cancelOnClose(res, relay);
+  };
+
+  /** cancelOnClose cancels the push when its client goes away before the answer was complete. */
+  const cancelOnClose = (res: ServerResponse, relay: Relay): void => {
+    if (res.destroyed && !res.writableFinished) relay.cancel();
+    else
+      res.on('close', () => {
+        if (!res.writableFinished) relay.cancel();
+      });
   };
 
   return Object.freeze({
     forward,
     open,
+    awaitWritable,
     maxBodyBytes: options.maxBodyBytes,
-    close() {
-      for (const target of targets.values()) target.pool.close();
+    async close() {
+      await Promise.all([...targets.values()].map((target) => target.pool.destroy()));
     },
   });
 }

@@ -32,9 +32,11 @@ export type PushHandlerDeps = Readonly<{
 export type PushHandler = (req: IncomingMessage, res: ServerResponse, expectingContinue?: boolean) => void;
 
 const PUSH_METHODS = 'PUT, POST, DELETE';
-// Anything that is not a visible ASCII character gets percent-encoded in a Location.
+// Anything that is not a visible ASCII character gets percent-encoded in a Location, and so do `\` and `#`: a
+// WHATWG URL parser (browsers, Node's fetch, Go's url.Parse for `#`) reads `\` as `/` and so resolves `\..\`
+// segments, and drops everything from `#` on, so the client would reach another group, or another path, on the node.
 // eslint-disable-next-line no-control-regex
-const UNSAFE_IN_LOCATION = /[^\x21-\x7e]/;
+const UNSAFE_IN_LOCATION = /[^\x21-\x7e]|[\\#]/;
 
 /**
  * MAX_TARGET_BYTES bounds a push's path and query. The Pushgateway has no bound of its own below Go's 1 MiB of
@@ -51,9 +53,12 @@ export function followsRedirects(userAgent: string | undefined, hasAuthorization
   return userAgent.startsWith('Go-http-client/') || userAgent.startsWith('curl/');
 }
 
-/** Placed is where a push goes: its owner node, or a refusal in the Pushgateway's words. */
+/**
+ * Placed is where a push goes: its owner node and the push's position on the ring (`hash`, to find the successor
+ * should the owner be unreachable), or a refusal in the Pushgateway's words.
+ */
 export type Placed =
-  | Readonly<{ ok: true; node: Node }>
+  | Readonly<{ ok: true; node: Node; hash: number }>
   | Readonly<{ ok: false; status: number; message: string; close?: boolean; allow?: string }>;
 
 /**
@@ -84,7 +89,7 @@ export function placePush(placement: Placement, method: string, target: string):
   }
   const node = placement.ring.lookup(hash);
   if (node === undefined) return { ok: false, status: 503, message: placement.unavailableMessage() };
-  return { ok: true, node };
+  return { ok: true, node, hash };
 }
 
 /** locationFor returns the Location of a push on a node: the node URL, then the target exactly as received. */
@@ -93,7 +98,7 @@ export function locationFor(node: Node, target: string): string {
   let safe = '';
   for (let i = 0; i < target.length; i++) {
     const c = target.charCodeAt(i);
-    safe += c > 0x20 && c < 0x7f ? target[i] : `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
+    safe += c > 0x20 && c < 0x7f && c !== 0x5c && c !== 0x23 ? target[i] : `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return node.url + safe;
 }
@@ -126,7 +131,7 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
       if (placed.allow !== undefined) res.setHeader('Allow', placed.allow);
       return reject(req, res, placed.status, placed.message);
     }
-    const { node } = placed;
+    const { node, hash } = placed;
     if (method === 'DELETE') void fanOut?.deleted(target, node);
 
     if (mode === 'redirect' || (mode === 'auto' && followsRedirects(req.headers['user-agent'], req.headers.authorization !== undefined))) {
@@ -144,6 +149,6 @@ export function createPushHandler(deps: PushHandlerDeps): PushHandler {
     }
     if (expectingContinue) res.writeContinue();
     if (debug) logger.debug({ method, url: target, node: node.id, lane: 'node' }, 'push proxied');
-    (proxy as Proxy).forward(req, res, node);
+    (proxy as Proxy).forward(req, res, node, hash);
   };
 }

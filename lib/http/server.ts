@@ -1,8 +1,11 @@
 /**
  * The listener: push paths go straight to the lean push handler, everything else to the Express app. When the
  * director proxies, new connections go to the fast lane first, which hands them to Node's HTTP server at the first
- * request it does not take. Timeouts are set on purpose (see SERVER_TIMEOUTS): a slow or silent client cannot hold
- * a connection forever, in either lane.
+ * request it does not take. Timeouts are set on purpose (see SERVER_TIMEOUTS) and bound a client that is slow to
+ * send. They do not bound a client that is slow to read: Node's server has no write timeout. For proxied pushes the
+ * proxy disconnects a client that takes none of its answer within --proxy.timeout (proxy.ts awaitWritable); the
+ * director's own short answers (redirects, errors, the API) rely on the kernel's socket buffers and the keep-alive
+ * timeout.
  */
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';

@@ -163,3 +163,56 @@ describe('buildRing with murmur3 (dynamic-sharding placement)', () => {
     assert.throws(() => buildRing([], { vnodes: 1.5 }), RangeError);
   });
 });
+
+describe('ring.lookupExcluding: the owner once some members have left', () => {
+  // The same table as above: vnode i of node "<letter>:1" hashes to base(letter) + i, with a=10, c=30, e=50.
+  const bases: Record<string, number> = { a: 10, c: 30, e: 50 };
+  const table: HashFn = (bytes) => {
+    const match = /^(\d+)([a-z]):1$/.exec(new TextDecoder().decode(bytes));
+    return match ? (bases[match[2] as string] as number) + Number(match[1]) : 0;
+  };
+  const ring = buildRing([node('e:1'), node('a:1'), node('c:1')], { vnodes: 3, hash: table });
+  //  point: 10  11  12  30  31  32  50  51  52
+  //  owner: a   a   a   c   c   c   e   e   e
+  const probes: [number, string[], string | undefined][] = [
+    [0, [], 'a:1'], // nothing excluded: the owner, as lookup answers
+    [0, ['a:1'], 'c:1'], // the owner left: the next distinct node clockwise
+    [11, ['a:1'], 'c:1'], // inside a's run of points, past all of them
+    [12, ['c:1'], 'e:1'], // owner c left: its three points are skipped
+    [13, ['c:1', 'e:1'], 'a:1'], // two left: wraps around to the first point
+    [32, ['a:1'], 'e:1'], // an excluded node that is not the owner changes nothing
+    [52, ['a:1'], 'c:1'], // at the last point: wraps, skips a
+    [2 ** 32 - 1, ['a:1', 'c:1'], 'e:1'], // the maximum: wraps, skips a and c
+    [31, ['a:1', 'c:1', 'e:1'], undefined], // everyone left
+  ];
+  for (const [hash, excluded, owner] of probes) {
+    it(`gives hash ${hash} to ${owner ?? 'nobody'} without ${excluded.join(', ') || 'anyone'}`, () => {
+      assert.equal(ring.lookupExcluding(hash, new Set(excluded))?.id, owner);
+    });
+  }
+
+  it('gives a point two vnodes share to the other node once the winner left', () => {
+    const colliding: HashFn = () => 7;
+    const r = buildRing([node('b:1'), node('a:1')], { vnodes: 2, hash: colliding });
+    assert.equal(r.lookupExcluding(0, new Set(['b:1']))?.id, 'a:1');
+    assert.equal(r.lookupExcluding(9, new Set(['b:1']))?.id, 'a:1');
+    assert.equal(r.lookupExcluding(9, new Set(['a:1', 'b:1'])), undefined);
+  });
+
+  it('returns undefined on an empty ring', () => {
+    assert.equal(buildRing([]).lookupExcluding(123, new Set()), undefined);
+  });
+
+  it('answers as a ring rebuilt without the owner, on 10,000 murmur3 keys over 10 nodes', () => {
+    const ids = Array.from({ length: 10 }, (_, i) => `10.2.0.${i}:9091`);
+    const full = buildRing(ids.map(node));
+    const without = new Map(ids.map((id) => [id, buildRing(ids.filter((other) => other !== id).map(node))]));
+    for (let i = 0; i < 10000; i++) {
+      const h = hashString(`/metrics/job/job_${i}`);
+      const owner = full.lookup(h)?.id as string;
+      const successor = full.lookupExcluding(h, new Set([owner]))?.id;
+      assert.notEqual(successor, owner);
+      assert.equal(successor, without.get(owner)?.lookup(h)?.id, `key ${i}`);
+    }
+  });
+});

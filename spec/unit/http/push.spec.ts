@@ -14,6 +14,12 @@ describe('locationFor', () => {
   it('leaves no CR or LF', () => {
     assert.doesNotMatch(locationFor(node, '/metrics/job/a\r\nSet-Cookie: x'), /[\r\n]/);
   });
+  it('percent-encodes backslash and #, which a WHATWG URL parser would resolve or drop', () => {
+    const location = locationFor(node, '/metrics/job/a/x/..\\..\\b#c');
+    assert.equal(location, 'http://10.0.0.1:9091/pgw/metrics/job/a/x/..%5C..%5Cb%23c');
+    // Followed by a browser-grade parser, it still names the same group on the same node.
+    assert.equal(new URL(location).pathname, '/pgw/metrics/job/a/x/..%5C..%5Cb%23c');
+  });
 });
 
 describe('followsRedirects', () => {
