@@ -254,9 +254,8 @@ describe('end to end: a Pushgateway killed under a steady stream of pushes', () 
   });
 
   // Proxy mode counts on hand-off (a push whose connection the dead node refused goes to the next node) and on the
-  // proxy reporting failed connections to the health checker. Until both are merged this runs and reports but is
-  // expected to fail: every push proxied to the dead node before it is marked down gets a 502.
-  it('proxy mode (Python): no push fails but those in flight at the kill', { todo: 'needs hand-off of proxied pushes (branch i12)' }, async () => {
+  // proxy reporting failed connections to the health checker: only the pushes the dead node held at the kill fail.
+  it('proxy mode (Python): no push fails but those in flight at the kill', async () => {
     const report = await killAndRestart(pythonProxy, nodes, (i, node) => (nodes[i] = node));
     printReport(report);
     assert.ok(report.pushesPerSecond >= 200, `only ${report.pushesPerSecond.toFixed(0)} pushes/s`);
