@@ -16,6 +16,7 @@ import { createLogger } from '../lib/logger';
 import { type DirectorMetrics, createMetrics } from '../lib/metrics';
 import type { Placement } from '../lib/placement';
 import { createReconcileMetrics, createReconciler } from '../lib/reconcile';
+import { createTombstones } from '../lib/tombstones';
 import { VERSION } from '../lib/version';
 
 const EXIT_USAGE = 2;
@@ -63,7 +64,10 @@ async function runCommand(command: Command, args: readonly string[], config: Con
         `--reconcile.drain=${onRing.map((node) => node.url).join(',')} is still on the ring: take it out of discovery first, so its groups have other owners to move to`,
       );
     }
-    const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, createNodeClientFor(config));
+    // The tombstones the serving replicas share (in Consul's KV store): without them a pass would bring deleted
+    // groups back from a node that held an old copy.
+    const tombstones = createTombstones(config, metrics.registry, logger);
+    const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, createNodeClientFor(config), tombstones);
     const report = await reconciler.pass();
     process.stdout.write(`${JSON.stringify(report)}\n`);
     return report.errors === 0 ? 0 : 1;

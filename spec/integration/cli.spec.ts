@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { parseGroupingKey } from '../../lib/core/grouping-key';
 import { Placement } from '../../lib/placement';
+import { tombstoneKey } from '../../lib/tombstones/consul';
 import { type Backend, startBackend } from '../support/backend';
 import { type ConsulDouble, startConsulDouble } from '../support/consul-double';
 
@@ -169,6 +170,34 @@ describe('pgw-director with Consul', () => {
       assert.equal(consul.requests.length, asked, 'the director asked Consul before it could listen');
     } finally {
       taken.close();
+    }
+  });
+
+  it('reconcile reads the tombstones the replicas share: a copy older than its group\'s deletion is deleted, never migrated', async () => {
+    // One node holds an old copy of a group a replica deleted while that node was away; the tombstone is in KV.
+    const labels = { job: 'deleted-while-away' };
+    const holder = await startBackend((req, res) => {
+      if (req.method !== 'GET') return res.writeHead(202).end();
+      const group = { labels, push_time_seconds: { metrics: [{ value: '1700000000' }] }, last_push_successful: true };
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: 'success', data: [group] }));
+    });
+    const other = await startBackend((req, res) => res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: 'success', data: [] })));
+    try {
+      consul.add({ id: 'holder', name: 'tombstoned', port: holder.port });
+      consul.add({ id: 'other', name: 'tombstoned', port: other.port });
+      const key = tombstoneKey('pgw-director/', labels);
+      const put = await fetch(`http://${consul.address}/v1/kv/${key}`, { method: 'PUT', body: JSON.stringify({ labels, deleted_at: Date.now() / 1000 }) });
+      assert.equal(await put.text(), 'true');
+      const result = await cli(['reconcile', `--consul.address=${consul.address}`, '--consul.service=tombstoned', '--reconcile.migrate']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal((JSON.parse(result.stdout) as { tombstoned: number }).tombstoned, 1);
+      assert.deepEqual(holder.received.filter((r) => r.method === 'DELETE').map((r) => r.url), ['/metrics/job@base64/ZGVsZXRlZC13aGlsZS1hd2F5']);
+      assert.deepEqual(other.received.filter((r) => r.method !== 'GET'), [], 'the deleted group was pushed somewhere');
+    } finally {
+      consul.remove('holder');
+      consul.remove('other');
+      await holder.close();
+      await other.close();
     }
   });
 
