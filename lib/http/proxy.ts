@@ -268,7 +268,7 @@ type Target = Readonly<{ pool: Pool; prefix: string; host: string }>;
 /**
  * nodeDownstream answers through Node's ServerResponse; after an error answer, the rest of the body is dropped.
  */
-function nodeDownstream(req: IncomingMessage, res: ServerResponse): Downstream {
+function nodeDownstream(req: IncomingMessage, res: ServerResponse, answered: () => void): Downstream {
   // The head waits for the first body bytes or the end, so a node failing right after its head still gets a 502.
   let head: (() => void) | undefined;
   const flush = (): void => {
@@ -279,6 +279,7 @@ function nodeDownstream(req: IncomingMessage, res: ServerResponse): Downstream {
     if (!res.headersSent) res.setHeader('Connection', 'close');
     sendText(res, status, message);
     req.resume();
+    answered();
   };
   return {
     start(status, statusMessage, headers) {
@@ -292,6 +293,7 @@ function nodeDownstream(req: IncomingMessage, res: ServerResponse): Downstream {
     end() {
       flush();
       res.end();
+      answered();
     },
     refuse,
     fail(status, message) {
@@ -601,8 +603,29 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
         line.waiting.length = 0;
         return;
       }
-      res.once('close', () => finishLine(socket, line));
-      startForward(req, res, node, method, length, keyHash);
+      // The next push goes once this answer is complete and handed to the socket (`res` closes). A client that
+      // does not take it within --proxy.timeout of the node's last byte is disconnected.
+      let done = false;
+      const answered = (): void => {
+        if (done) return;
+        done = true;
+        if (res.writableFinished || socket.destroyed) {
+          finishLine(socket, line);
+          return;
+        }
+        const timer = setTimeout(() => socket.destroy(), timeoutMs);
+        res.once('close', () => {
+          clearTimeout(timer);
+          finishLine(socket, line);
+        });
+      };
+      res.once('close', answered);
+      if (line.paused && !req.complete) {
+        // This push's body is still on the wire: read on (a later push pauses the connection again).
+        line.paused = false;
+        socket.resume();
+      }
+      startForward(req, res, node, method, length, keyHash, answered);
     };
     if (!line.busy) {
       line.busy = true;
@@ -626,12 +649,21 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
         socket.resume();
       }
       if (next === undefined) line.busy = false;
-      // On the next turn: undici has then put the node connection back in the pool, free for this push.
-      else setImmediate(next);
+      // Two turns later: undici puts the node connection back in the pool on a turn of its own, and it is then
+      // free for this push.
+      else setImmediate(() => setImmediate(next));
     });
   };
 
-  const startForward = (req: IncomingMessage, res: ServerResponse, node: Node, method: string, length: number | undefined, keyHash: number | undefined): void => {
+  const startForward = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    node: Node,
+    method: string,
+    length: number | undefined,
+    keyHash: number | undefined,
+    answered: () => void,
+  ): void => {
     const chunked = length === undefined && req.headers['transfer-encoding'] !== undefined;
     const push: PushRequest = {
       method,
@@ -641,7 +673,7 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       remoteAddress: req.socket.remoteAddress ?? '',
       encrypted: 'encrypted' in req.socket && req.socket.encrypted === true,
     };
-    const down = nodeDownstream(req, res);
+    const down = nodeDownstream(req, res, answered);
 
     if (length === undefined && !chunked) {
       const relay = open(push, node, down, undefined, keyHash);
