@@ -18,8 +18,9 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 
-import { type Group, groupIdentity as identity, groupKeyOf as keyOf, newerFamilies, toTextFormat } from './core/group';
+import { type Family, type Group, groupIdentity as identity, groupKeyOf as keyOf, newerFamilies, toTextFormat } from './core/group';
 import type { Node } from './core/node';
+import type { Ring } from './core/ring';
 import type { NodeClient } from './nodes/client';
 import type { Placement } from './placement';
 import { type Action, decideGroup } from './reconcile/decide';
@@ -88,6 +89,13 @@ export type Reconciler = Readonly<{ pass(): Promise<PassReport> }>;
 type Copy = Readonly<{ node: Node; group: Group }>;
 type Planned = Readonly<{ copy: Copy; action: Action; ownerCopy: Copy | undefined; owner: Node | undefined }>;
 
+/** withoutSamples keeps a group's labels, push time and the time of each family, not the families' samples. */
+function withoutSamples(group: Group): Group {
+  const families: Record<string, Family> = {};
+  for (const [name, family] of Object.entries(group.families)) families[name] = family.time_stamp === undefined ? {} : { time_stamp: family.time_stamp };
+  return { ...group, families };
+}
+
 /** A long synchronous stretch of a pass yields to the event loop after this long, so pushes are never held up. */
 const BUDGET_MS = 5;
 
@@ -131,6 +139,20 @@ export function createReconciler(
   const log = logger.child({ component: 'reconcile', ...(options.dryRun ? { dry_run: true } : {}) });
   const concurrency = options.concurrency ?? 16;
   const would = (doing: string, wouldDo: string): string => (options.dryRun ? wouldDo : doing);
+
+  /**
+   * list reads a node's groups for a pass. A copy on its owner is never re-pushed: at most a newer copy is merged into
+   * it, which needs only its families' times, so it keeps those and drops the samples as it is read. A pass over tens
+   * of thousands of groups then holds the samples of the misplaced copies only.
+   */
+  const list = async (node: Node, ring: Ring): Promise<Group[]> => {
+    const groups: Group[] = [];
+    await client.eachGroup(node, (group) => {
+      const owner = ring.lookup(placement.hash(keyOf(group.labels), ''));
+      groups.push(owner?.id === node.id ? withoutSamples(group) : group);
+    });
+    return groups;
+  };
 
   const readTombstones = async (now: number): Promise<ReadonlyMap<string, number> | undefined> => {
     if (tombstones === undefined) return new Map();
@@ -178,7 +200,7 @@ export function createReconciler(
     await Promise.all(
       nodes.map(async (node) => {
         try {
-          listed.set(node.id, await client.listGroups(node));
+          listed.set(node.id, await list(node, ring));
         } catch (error) {
           report.skipped.push(node.id);
           report.errors++;
@@ -297,12 +319,14 @@ export function createReconciler(
     });
 
     // 3. Check arrivals (one listing per owner) and tombstones written while the pass ran.
-    const arrivals = new Map<string, Promise<Map<string, Group> | Error>>();
-    const arrivedOn = (owner: Node): Promise<Map<string, Group> | Error> => {
+    const arrivals = new Map<string, Promise<Map<string, number> | Error>>();
+    const arrivedOn = (owner: Node): Promise<Map<string, number> | Error> => {
       let listing = arrivals.get(owner.id);
       if (listing === undefined) {
-        listing = client.listGroups(owner).then(
-          (groups) => new Map(groups.map((group) => [identity(group.labels), group])),
+        // Only the push times are read off this listing: nothing else of it is kept.
+        const pushTimes = new Map<string, number>();
+        listing = client.eachGroup(owner, (group) => pushTimes.set(identity(group.labels), group.pushTime)).then(
+          () => pushTimes,
           (error: unknown) => error as Error,
         );
         arrivals.set(owner.id, listing);
@@ -319,7 +343,7 @@ export function createReconciler(
       const context = { node: copy.node.id, group: copy.group.labels, owner: owner.id };
       const listing = await arrivedOn(owner);
       const arrived = listing instanceof Map ? listing.get(id) : undefined;
-      if (arrived === undefined || arrived.pushTime <= 0 || arrived.pushTime === before) {
+      if (arrived === undefined || arrived <= 0 || arrived === before) {
         stays(copy.node);
         const why = listing instanceof Error ? `cannot list the owner: ${listing.message}` : `the group did not arrive on ${owner.id}`;
         failed(context, new Error(why), 'moving the group failed; it stays where it is');
