@@ -124,14 +124,9 @@ async function newestInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]
   return newest;
 }
 
-/** describeListingError turns a failed listing into one line: the cause's code where fetch hides it. */
-export function describeListingError(error: unknown): string {
-  const err = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (err.name === 'TimeoutError') return 'unreachable: timed out';
-  // fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND...) is in its cause.
-  const cause = err.cause?.code ?? err.cause?.message;
-  if (err.message === 'fetch failed' && cause !== undefined) return `unreachable: ${cause}`;
-  return String(err.message ?? error);
+/** describeListingError is a failed listing in one line (NodeClient's errors already are; anything else, its message). */
+function describeListingError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** createFleet returns the fleet reader. */

@@ -80,11 +80,12 @@ describe('createFleet', () => {
   it('shows a node that cannot be listed as such, keeps the others, and does not list it again before the period ends', async () => {
     const { client, fleet, advance } = setup();
     const read = fleet.read();
-    client.settle(A.id, Object.assign(new Error('fetch failed'), { cause: { code: 'ECONNREFUSED' } }));
+    // NodeClient's own one-line error, as it rejects a listing of a node it cannot reach.
+    client.settle(A.id, new Error(`pushgateway "${A.id}" unreachable: ECONNREFUSED`));
     client.settle(B.id, [group('y')]);
     const view = await read;
     assert.deepEqual(view.nodes.map((l) => [l.node.id, l.reachable, l.error]), [
-      [A.id, false, 'unreachable: ECONNREFUSED'],
+      [A.id, false, `pushgateway "${A.id}" unreachable: ECONNREFUSED`],
       [B.id, true, undefined],
     ]);
     assert.deepEqual(view.copies.map((c) => c.job), ['y']);
