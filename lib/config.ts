@@ -426,8 +426,13 @@ function readDynamicShardingFile(path: string, doc: Record<string, unknown>): { 
     throw new ConfigError(`${where(path, ['pushgateway', 'servers'])} must be a list of host names or addresses`);
   }
   const port = scalar(['pushgateway', 'port'], pushgateway['port']);
-  if (servers.length > 0 && (port === undefined || !/^\d{1,5}$/.test(port))) {
+  if (servers.length > 0 && (port === undefined || !/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) {
     throw new ConfigError(`${where(path, ['pushgateway', 'port'])} must be a port number`);
+  }
+  // A server is a host: with a scheme, path or port in it the URL built below would blame a --node the user never wrote.
+  const notHost = servers.find((server) => !/^(?:\[[0-9A-Fa-f:.]+\]|[^\s/?#@[\]]+)$/.test(server) || /^[^:]+:\d*$/.test(server));
+  if (notHost !== undefined) {
+    throw new ConfigError(`${where(path, ['pushgateway', 'servers'])}: ${JSON.stringify(notHost)} is not a host name or address (the port is pushgateway.port)`);
   }
   const urls = servers.map((server) => `http://${server.includes(':') && !server.startsWith('[') ? `[${server}]` : server}:${port}`);
 

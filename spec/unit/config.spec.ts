@@ -253,6 +253,18 @@ describe("dynamic-sharding's config file", () => {
     assert.throws(() => config([`--config.file=${yamlFile(`${SAMPLE}mode: proxy\n`)}`]), /mixes dynamic-sharding's keys \(consul_server, http_listen_addr, pushgateway\) with pgw-director's \(mode\)/);
     assert.throws(() => config([`--config.file=${yamlFile('pushgateway:\n  servers: [a]\n')}`]), /pushgateway.port must be a port number/);
   });
+
+  // These were blamed on a --node the user never wrote: `--node: invalid pushgateway URL "http://[http://a]:9091"`.
+  it('refuses a server that is not a host, and a port out of range, naming the file\'s keys', () => {
+    const file = (servers: string, port = '9091') => yamlFile(`pushgateway:\n  port: ${port}\n  servers: ${servers}\n`);
+    for (const server of ['http://a', '1.1.1.1/x', 'a:9091', 'user@a']) {
+      assert.throws(() => config([`--config.file=${file(`[${JSON.stringify(server)}]`)}`]), new RegExp(`pushgateway.servers: ${JSON.stringify(server).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is not a host name or address`));
+    }
+    assert.throws(() => config([`--config.file=${file('[a]', '99999')}`]), /pushgateway.port must be a port number/);
+    assert.throws(() => config([`--config.file=${file('[a]', '0')}`]), /pushgateway.port must be a port number/);
+    const c = config([`--config.file=${file('[a.example, "::1", "[fe80::1]", 10.0.0.1]')}`]);
+    assert.deepEqual(c.nodes.map((node) => node.url), ['http://a.example:9091', 'http://[::1]:9091', 'http://[fe80::1]:9091', 'http://10.0.0.1:9091']);
+  });
 });
 
 describe('parseCommand', () => {
