@@ -215,7 +215,8 @@ export function parseFleetQuery(raw: RawQuery, defaultLimit: number): QueryResul
     if (text === '') continue;
     const at = text.indexOf('=');
     if (at <= 0) return { ok: false, message: `label filter must be name=value; got ${JSON.stringify(text)}` };
-    labels[text.slice(0, at)] = text.slice(at + 1);
+    // Defined, not assigned: `labels.__proto__ = "x"` would be dropped, and a dropped filter lists every group.
+    Object.defineProperty(labels, text.slice(0, at), { value: text.slice(at + 1), enumerable: true, writable: true, configurable: true });
   }
   const misplaced = flag('misplaced');
   if (typeof misplaced === 'string') return { ok: false, message: misplaced };
