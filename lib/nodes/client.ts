@@ -65,21 +65,6 @@ export function statusMessage(action: string, node: Node, status: number, sentCr
   return `${action} ${node.id}: HTTP ${status}`;
 }
 
-/**
- * describeRequestError turns what fetch throws into one line: fetch says only "fetch failed" (the reason, ECONNREFUSED
- * or ENOTFOUND, is in its cause) and a timeout is a DOMException. Anything else is returned as it is.
- */
-export function describeRequestError(error: unknown, timeoutMs: number): unknown {
-  const err = error as { name?: string; message?: string; code?: unknown; cause?: { code?: string; message?: string } };
-  // The only signal a request carries is its deadline: an abort is a timeout (fetch: TimeoutError; node:http: AbortError).
-  if (err.name === 'TimeoutError' || err.name === 'AbortError') return new Error(`unreachable: no answer within ${timeoutMs}ms`, { cause: error });
-  const cause = err.cause?.code ?? err.cause?.message;
-  if (err.message === 'fetch failed' && cause !== undefined) return new Error(`unreachable: ${cause}`, { cause: error });
-  // node:http's own errors (the lookup-fetch path) carry their code directly.
-  if (typeof err.code === 'string' && /^E[A-Z_]+$/.test(err.code)) return new Error(`unreachable: ${err.code}`, { cause: error });
-  return error;
-}
-
 /** createNodeClient returns a NodeClient. */
 export function createNodeClient(options: NodeClientOptions): NodeClient {
   const fetchFn = options.fetchFn ?? (options.lookup === undefined ? fetch : createLookupFetch(options.lookup));
@@ -89,20 +74,7 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     const { timeoutMs, ...rest } = init;
     const headers = new Headers(rest.headers);
     if (options.authorization !== undefined) headers.set('Authorization', options.authorization);
-    try {
-      return await fetchFn(`${node.url}${path}`, { ...rest, headers, signal: AbortSignal.timeout(timeoutMs ?? options.timeoutMs) });
-    } catch (error) {
-      throw describeRequestError(error, timeoutMs ?? options.timeoutMs);
-    }
-  };
-
-  // A body read fails the way a request does (the deadline covers it too): the same one line.
-  const oneLine = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
-    try {
-      return await fn(...args);
-    } catch (error) {
-      throw describeRequestError(error, options.timeoutMs);
-    }
+    return fetchFn(`${node.url}${path}`, { ...rest, headers, signal: AbortSignal.timeout(timeoutMs ?? options.timeoutMs) });
   };
 
   const listGroups = async (node: Node): Promise<Group[]> => {
@@ -198,12 +170,5 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
       req.end();
     });
 
-  return Object.freeze({
-    listGroups: oneLine(listGroups),
-    deleteGroup: oneLine(deleteGroup),
-    putGroup: oneLine(putGroup),
-    postGroup: oneLine(postGroup),
-    checkHealth,
-    request,
-  });
+  return Object.freeze({ listGroups, deleteGroup, putGroup, postGroup, checkHealth, request });
 }
