@@ -28,6 +28,8 @@ export type FleetOptions = Readonly<{
   client: Pick<NodeClient, 'listGroups'>;
   /** Nodes leaving the ring (`--reconcile.drain`) whose groups are still read. */
   drain: readonly Node[];
+  /** Nodes discovery names that health checks took off the ring, read too (role `down`). @default none */
+  down?: () => readonly Node[];
   /** How long a listing is reused, from its start. @default FLEET_CACHE_MS */
   cacheMs?: number;
   /** Where listings are counted; none by default. */
@@ -40,7 +42,7 @@ export type FleetOptions = Readonly<{
 export type Fleet = Readonly<{
   /** read returns the current view; the same object while no listing and the ring did not change. Never rejects. */
   read(): Promise<FleetView>;
-  /** nodes returns the nodes a read lists, with their role: ring members, then draining nodes off the ring. */
+  /** nodes returns the nodes a read lists, with their role: ring members, draining nodes off the ring, then down ones. */
   nodes(): readonly { node: Node; role: NodeRole }[];
 }>;
 
@@ -78,6 +80,10 @@ export function createFleet(options: FleetOptions): Fleet {
     return [
       ...members.map((node) => ({ node, role: 'member' as const })),
       ...options.drain.filter((node) => !onRing.has(node.id)).map((node) => ({ node, role: 'draining' as const })),
+      // A node its checks took out vanished from the page and the API, its groups with it: the moment to show it.
+      ...(options.down?.() ?? [])
+        .filter((node) => !onRing.has(node.id) && !options.drain.some((drained) => drained.id === node.id))
+        .map((node) => ({ node, role: 'down' as const })),
     ];
   };
 

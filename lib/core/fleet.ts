@@ -7,8 +7,11 @@ import type { Group } from './group';
 import { groupIdentity } from './group';
 import type { Node } from './node';
 
-/** NodeRole says why a node is read: it is on the ring, or it is leaving it (`--reconcile.drain`). */
-export type NodeRole = 'member' | 'draining';
+/**
+ * NodeRole says why a node is read: it is on the ring, it is leaving it (`--reconcile.drain`), or discovery names it
+ * but its health checks took it off the ring (`down`: it may still hold groups, and answer listings).
+ */
+export type NodeRole = 'member' | 'draining' | 'down';
 
 /** Listing is one node's answer to a listing: its groups, or why it could not be listed. */
 export type Listing = Readonly<{
