@@ -99,7 +99,8 @@ async function serve(config: Config): Promise<number> {
   try {
     address = await director.listen();
   } catch (error) {
-    logger.fatal({ err: error }, 'cannot listen');
+    // One line, no stack: a port in use is an operator's mistake, not a bug.
+    logger.fatal({ err: (error as Error).message }, 'cannot listen');
     return 1;
   }
   logger.info(

@@ -429,8 +429,13 @@ function readDynamicShardingFile(path: string, doc: Record<string, unknown>): { 
     throw new ConfigError(`${where(path, ['pushgateway', 'servers'])} must be a list of host names or addresses`);
   }
   const port = scalar(['pushgateway', 'port'], pushgateway['port']);
-  if (servers.length > 0 && (port === undefined || !/^\d{1,5}$/.test(port))) {
+  if (servers.length > 0 && (port === undefined || !/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) {
     throw new ConfigError(`${where(path, ['pushgateway', 'port'])} must be a port number`);
+  }
+  // A server is a host: with a scheme, path or port in it the URL built below would blame a --node the user never wrote.
+  const notHost = servers.find((server) => !/^(?:\[[0-9A-Fa-f:.]+\]|[^\s/?#@[\]]+)$/.test(server) || /^[^:]+:\d*$/.test(server));
+  if (notHost !== undefined) {
+    throw new ConfigError(`${where(path, ['pushgateway', 'servers'])}: ${JSON.stringify(notHost)} is not a host name or address (the port is pushgateway.port)`);
   }
   const urls = servers.map((server) => `http://${server.includes(':') && !server.startsWith('[') ? `[${server}]` : server}:${port}`);
 
@@ -511,6 +516,20 @@ function pick<T extends string>(flag: string, value: string, allowed: readonly T
 function requireDuration(flag: string, value: string): number {
   const ms = parseDuration(value);
   if (ms === undefined) throw new ConfigError(`--${flag}: invalid duration ${JSON.stringify(value)} (use e.g. 500ms, 10s, 1m, 1d)`);
+  return ms;
+}
+
+/** Node's timers hold at most 2^31 - 1 ms (24.8 days): a longer one fires after 1 ms, turning a long interval into a flood. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * requireTimerDuration reads a duration that arms a timer: 0 (where the caller allows it) or from `minMs` to 24d.
+ * Below the minimum a typo turns a loop into a flood; above 24d Node's timer fires at once, which does the same.
+ */
+function requireTimerDuration(flag: string, value: string, minMs: number): number {
+  const ms = requireDuration(flag, value);
+  if (ms > MAX_TIMER_MS) throw new ConfigError(`--${flag} must be at most 24d; got ${JSON.stringify(value)}`);
+  if (ms > 0 && ms < minMs) throw new ConfigError(`--${flag} must be at least ${minMs}ms; got ${JSON.stringify(value)}`);
   return ms;
 }
 
@@ -602,7 +621,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
       );
     }
   }
-  const proxyTimeoutMs = requireDuration('proxy.timeout', read.value('proxy.timeout'));
+  const proxyTimeoutMs = requireTimerDuration('proxy.timeout', read.value('proxy.timeout'), 1);
   if (proxyTimeoutMs <= 0) throw new ConfigError('--proxy.timeout must be greater than 0');
   const maxConnectionsText = read.value('proxy.max-connections');
   const proxyMaxConnections = Number(maxConnectionsText);
@@ -637,9 +656,9 @@ function parseCount(flag: string, text: string): number {
 }
 
 function parseHealthConfig(read: Read): HealthConfig {
-  const intervalMs = requireDuration('node.health-interval', read.value('node.health-interval'));
+  const intervalMs = requireTimerDuration('node.health-interval', read.value('node.health-interval'), 1);
   if (intervalMs > 0 && intervalMs < 100) throw new ConfigError('--node.health-interval must be 0 (off) or at least 100ms');
-  let timeoutMs = requireDuration('node.health-timeout', read.value('node.health-timeout'));
+  let timeoutMs = requireTimerDuration('node.health-timeout', read.value('node.health-timeout'), 1);
   // The default timeout shrinks to a shorter interval; a timeout given explicitly must fit in it.
   if (!read.given('node.health-timeout') && intervalMs > 0) timeoutMs = Math.min(timeoutMs, intervalMs);
   if (timeoutMs <= 0) throw new ConfigError('--node.health-timeout must be greater than 0');
@@ -718,7 +737,7 @@ function parseReconcileConfig(read: Read, hashKey: HashKeyMode): ReconcileConfig
       throw new ConfigError(`--group.ttl runs in reconciliation passes, which --hash.key=path turns off: use --hash.key=grouping-key${hint}`);
     }
   }
-  const intervalMs = requireDuration('reconcile.interval', intervalText ?? (hashKey === 'path' ? '0' : '1m'));
+  const intervalMs = requireTimerDuration('reconcile.interval', intervalText ?? (hashKey === 'path' ? '0' : '1m'), 100);
   const ttlMs = ttlText === undefined || ttlText === '0' ? undefined : requireDuration('group.ttl', ttlText);
   if (ttlMs !== undefined && ttlMs < 1000) throw new ConfigError('--group.ttl must be at least 1s');
   const tombstoneTtlMs = requireDuration('group.tombstone-ttl', read.value('group.tombstone-ttl'));
@@ -776,11 +795,18 @@ function parseConsulConfig(read: Read, env: Environment, nodeAuthorization: stri
     nodeScheme: pick('consul.node-scheme', read.value('consul.node-scheme'), ['http', 'https'] as const),
     nodePathPrefix: prefix,
     register: parseNodes('consul.register', read.list('consul.register')),
-    registerIntervalMs: requireDuration('consul.register-interval', read.value('consul.register-interval')),
+    registerIntervalMs: requireRegisterInterval(read.value('consul.register-interval')),
     deregisterOnExit: read.bool('consul.deregister-on-exit'),
     nodeAuthorization,
     kvPrefix,
   });
+}
+
+function requireRegisterInterval(value: string): number {
+  const ms = requireTimerDuration('consul.register-interval', value, 100);
+  // 0 would re-register back to back, a flood of writes to Consul.
+  if (ms === 0) throw new ConfigError('--consul.register-interval must be at least 100ms; got "0"');
+  return ms;
 }
 
 /** checkOneDiscovery refuses a configuration that names more than one source of ring members. */

@@ -72,7 +72,7 @@ export type DirectorOptions = Readonly<{
 /** describeHealth renders a node's health for the fleet page from the checker's view of it. */
 function describeHealth(health: HealthChecker, checking: boolean): NodeHealth {
   return (node, role) => {
-    if (role !== 'member') return 'draining';
+    if (role === 'draining') return 'draining';
     const status = health.statuses().find((candidate) => candidate.node.id === node.id);
     if (status === undefined || !checking) return 'in ring';
     if (!status.health.up) return `down: ${status.lastError ?? 'failing checks'}`;
@@ -146,6 +146,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     placement,
     client: nodeClient,
     drain: config.reconcile.drain,
+    down: () => health.statuses().filter((status) => !status.health.up).map((status) => status.node),
     registry: metrics.registry,
     ...(options.fleetCacheMs === undefined ? {} : { cacheMs: options.fleetCacheMs }),
     ...(options.fleetMaxStaleMs === undefined ? {} : { maxStaleMs: options.fleetMaxStaleMs }),

@@ -43,6 +43,8 @@ export type FleetOptions = Readonly<{
   client: Pick<NodeClient, 'listGroups'>;
   /** Nodes leaving the ring (`--reconcile.drain`) whose groups are still read. */
   drain: readonly Node[];
+  /** Nodes discovery names that health checks took off the ring, read too (role `down`). @default none */
+  down?: () => readonly Node[];
   /** How long a listing is reused, from its start. @default FLEET_CACHE_MS */
   cacheMs?: number;
   /** Serve the last view while a fresher one is made, as long as its oldest listing started less than this ago; 0: always wait. @default FLEET_MAX_STALE_MS */
@@ -62,7 +64,7 @@ export type Fleet = Readonly<{
   read(): Promise<FleetView>;
   /** maxStaleMs is how old a view may be and still be served (FleetOptions.maxStaleMs). */
   maxStaleMs: number;
-  /** nodes returns the nodes a read lists, with their role: ring members, then draining nodes off the ring. */
+  /** nodes returns the nodes a read lists, with their role: ring members, draining nodes off the ring, then down ones. */
   nodes(): readonly { node: Node; role: NodeRole }[];
 }>;
 
@@ -154,6 +156,10 @@ export function createFleet(options: FleetOptions): Fleet {
     return [
       ...members.map((node) => ({ node, role: 'member' as const })),
       ...options.drain.filter((node) => !onRing.has(node.id)).map((node) => ({ node, role: 'draining' as const })),
+      // A node its checks took out vanished from the page and the API, its groups with it: the moment to show it.
+      ...(options.down?.() ?? [])
+        .filter((node) => !onRing.has(node.id) && !options.drain.some((drained) => drained.id === node.id))
+        .map((node) => ({ node, role: 'down' as const })),
     ];
   };
 

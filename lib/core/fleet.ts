@@ -7,8 +7,11 @@ import type { Group } from './group';
 import { groupIdentity } from './group';
 import type { Node } from './node';
 
-/** NodeRole says why a node is read: it is on the ring, or it is leaving it (`--reconcile.drain`). */
-export type NodeRole = 'member' | 'draining';
+/**
+ * NodeRole says why a node is read: it is on the ring, it is leaving it (`--reconcile.drain`), or discovery names it
+ * but its health checks took it off the ring (`down`: it may still hold groups, and answer listings).
+ */
+export type NodeRole = 'member' | 'draining' | 'down';
 
 /** Listing is one node's answer to a listing: its groups, or why it could not be listed. */
 export type Listing = Readonly<{
@@ -220,7 +223,8 @@ export function parseFleetQuery(raw: RawQuery, defaultLimit: number): QueryResul
     if (text === '') continue;
     const at = text.indexOf('=');
     if (at <= 0) return { ok: false, message: `label filter must be name=value; got ${JSON.stringify(text)}` };
-    labels[text.slice(0, at)] = text.slice(at + 1);
+    // Defined, not assigned: `labels.__proto__ = "x"` would be dropped, and a dropped filter lists every group.
+    Object.defineProperty(labels, text.slice(0, at), { value: text.slice(at + 1), enumerable: true, writable: true, configurable: true });
   }
   const misplaced = flag('misplaced');
   if (typeof misplaced === 'string') return { ok: false, message: misplaced };

@@ -20,7 +20,7 @@ import { sendText } from './text';
 export type NodeHealth = (node: Node, role: NodeRole) => string;
 
 /** defaultHealth knows only what placement knows: a member is `in ring`, a node off it is `draining`. */
-export const defaultHealth: NodeHealth = (_node, role) => (role === 'member' ? 'in ring' : 'draining');
+export const defaultHealth: NodeHealth = (_node, role) => (role === 'member' ? 'in ring' : role);
 
 /** FleetRoutesOptions configures createFleetRouter. */
 export type FleetRoutesOptions = Readonly<{

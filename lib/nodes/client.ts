@@ -4,6 +4,7 @@
  * credentials (Authorization) and the timeout apply to all of them alike. Clients' own Authorization never passes
  * here; the proxy relays it untouched.
  */
+import dns from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
@@ -95,9 +96,31 @@ async function* rearming(body: AsyncIterable<Uint8Array>, arm: () => void): Asyn
   }
 }
 
+/**
+ * The Fetch standard's "bad ports", which fetch refuses without connecting ("bad port"): a Pushgateway on 6666 or
+ * 10080 passed its checks (node:http) and took pushes, but could never be listed, reconciled or deleted from.
+ */
+const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113,
+  115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556,
+  563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667,
+  6668, 6669, 6679, 6697, 10080,
+]);
+
+/** createAnyPortFetch is global fetch, except for a URL on one of fetch's bad ports, which goes through node:http. */
+function createAnyPortFetch(): typeof fetch {
+  let viaHttp: typeof fetch | undefined;
+  return (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : input);
+    if (!FETCH_BAD_PORTS.has(Number(url.port))) return fetch(input, init);
+    viaHttp ??= createLookupFetch(dns.lookup);
+    return viaHttp(input, init);
+  };
+}
+
 /** createNodeClient returns a NodeClient. */
 export function createNodeClient(options: NodeClientOptions): NodeClient {
-  const fetchFn = options.fetchFn ?? (options.lookup === undefined ? fetch : createLookupFetch(options.lookup));
+  const fetchFn = options.fetchFn ?? (options.lookup === undefined ? createAnyPortFetch() : createLookupFetch(options.lookup));
   const fail = (action: string, node: Node, status: number): string => statusMessage(action, node, status, options.authorization !== undefined);
 
   const request = async (node: Node, path: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<Response> => {

@@ -109,6 +109,13 @@ describe('parseConfig', () => {
     ['a bad tombstone TTL', ['--group.tombstone-ttl=1x'], /--group.tombstone-ttl: invalid duration "1x"/],
     ['a KV prefix without its slash', ['--consul.address=c:8500', '--consul.kv-prefix=pgw'], /--consul.kv-prefix must be a key prefix ending in "\/"/],
     ['a KV prefix starting with a slash', ['--consul.address=c:8500', '--consul.kv-prefix=/pgw/'], /not starting with one; got "\/pgw\/"/],
+    // Node's timers overflow past 2^31 - 1 ms and fire after 1 ms: a month-long interval became a loop without pause.
+    ['a reconcile interval longer than a timer holds', ['--reconcile.interval=30d'], /^--reconcile.interval must be at most 24d; got "30d"$/],
+    ['a proxy timeout longer than a timer holds', ['--proxy.timeout=1y'], /^--proxy.timeout must be at most 24d; got "1y"$/],
+    ['a health interval longer than a timer holds', ['--node.health-interval=25d'], /^--node.health-interval must be at most 24d/],
+    ['a reconcile interval that makes passes back to back', ['--reconcile.interval=1ms'], /^--reconcile.interval must be at least 100ms; got "1ms"$/],
+    ['a registration interval of 0, a flood of writes to Consul', ['--consul.address=c:8500', '--consul.register-interval=0'], /^--consul.register-interval must be at least 100ms/],
+    ['a registration interval longer than a timer holds', ['--consul.address=c:8500', '--consul.register-interval=30d'], /^--consul.register-interval must be at most 24d/],
   ];
   for (const [name, argv, message] of bad) {
     it(`refuses ${name}`, () => assert.throws(() => config(argv), (error: Error) => error instanceof ConfigError && message.test(error.message)));
@@ -252,6 +259,18 @@ describe("dynamic-sharding's config file", () => {
     assert.throws(() => config([`--config.file=${yamlFile(`${SAMPLE}  extra: 1\n`)}`]), /unknown key "pushgateway.extra"/);
     assert.throws(() => config([`--config.file=${yamlFile(`${SAMPLE}mode: proxy\n`)}`]), /mixes dynamic-sharding's keys \(consul_server, http_listen_addr, pushgateway\) with pgw-director's \(mode\)/);
     assert.throws(() => config([`--config.file=${yamlFile('pushgateway:\n  servers: [a]\n')}`]), /pushgateway.port must be a port number/);
+  });
+
+  // These were blamed on a --node the user never wrote: `--node: invalid pushgateway URL "http://[http://a]:9091"`.
+  it('refuses a server that is not a host, and a port out of range, naming the file\'s keys', () => {
+    const file = (servers: string, port = '9091') => yamlFile(`pushgateway:\n  port: ${port}\n  servers: ${servers}\n`);
+    for (const server of ['http://a', '1.1.1.1/x', 'a:9091', 'user@a']) {
+      assert.throws(() => config([`--config.file=${file(`[${JSON.stringify(server)}]`)}`]), new RegExp(`pushgateway.servers: ${JSON.stringify(server).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is not a host name or address`));
+    }
+    assert.throws(() => config([`--config.file=${file('[a]', '99999')}`]), /pushgateway.port must be a port number/);
+    assert.throws(() => config([`--config.file=${file('[a]', '0')}`]), /pushgateway.port must be a port number/);
+    const c = config([`--config.file=${file('[a.example, "::1", "[fe80::1]", 10.0.0.1]')}`]);
+    assert.deepEqual(c.nodes.map((node) => node.url), ['http://a.example:9091', 'http://[::1]:9091', 'http://[fe80::1]:9091', 'http://10.0.0.1:9091']);
   });
 });
 

@@ -157,6 +157,22 @@ describe('createFleet', () => {
     assert.ok(view.newest.length < view.copies.length);
   });
 
+  // Health checks take a node off the ring while it may still hold groups (a 401 on /-/healthy, a slow node): it
+  // vanished from the page and the API, with its groups, and describeHealth's `down:` line could never show.
+  it('reads the nodes health checks took off the ring last, as down, and their copies as misplaced', async () => {
+    const placement = new Placement({ vnodes: 50, hashKey: 'grouping-key' });
+    placement.update([A]);
+    const client = fakeClient();
+    const fleet = createFleet({ placement, client, drain: [D], down: () => [B, D, A], cacheMs: 5000 });
+    const read = fleet.read();
+    client.settle(A.id, []);
+    client.settle(D.id, []);
+    client.settle(B.id, [group('x')]);
+    const view = await read;
+    assert.deepEqual(view.nodes.map((l) => [l.node.id, l.role, l.groups, l.misplaced]), [[A.id, 'member', 0, 0], [D.id, 'draining', 0, 0], [B.id, 'down', 1, 1]]);
+    assert.deepEqual(view.copies.map((c) => [c.node.id, c.owner?.id, c.misplaced]), [[B.id, A.id, true]]);
+  });
+
   it('places copies against the current ring', async () => {
     const { client, fleet, placement } = setup();
     const read = fleet.read();

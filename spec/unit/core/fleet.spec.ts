@@ -106,6 +106,14 @@ describe('parseFleetQuery', () => {
       for (const [key, value] of Object.entries(c.expected)) assert.deepEqual(query[key as keyof typeof query], value, key);
     });
   }
+  // A filter on __proto__ was assigned to a plain object, which drops it: the answer listed every group instead of none.
+  it('keeps a filter on a label named __proto__, which then matches nothing', () => {
+    const query = parse({ label: ['__proto__=x', 'job=a'] });
+    assert.deepEqual(Object.entries(query.labels), [['__proto__', 'x'], ['job', 'a']]);
+    const copies = copiesOf(listing(A, [group({ job: 'a' }, 1)]), () => A);
+    assert.equal(filterCopies(copies, { labels: query.labels }).length, 0);
+    assert.equal(filterCopies(copies, { labels: { job: 'a' } }).length, 1);
+  });
   const bad: { raw: Record<string, unknown>; message: string }[] = [
     { raw: { label: 'env' }, message: 'label filter must be name=value; got "env"' },
     { raw: { label: '=x' }, message: 'label filter must be name=value; got "=x"' },
