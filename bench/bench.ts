@@ -206,7 +206,7 @@ function combine(runs: readonly Measured[]): Measured {
 const BARE_307 = `
 const http = require('node:http');
 http.createServer((req, res) => {
-  res.writeHead(307, { Location: 'http://10.0.0.1:9091' + req.url });
+  res.writeHead(307, { Location: 'http://127.0.0.11:9091' + req.url });
   res.end();
 }).listen(Number(process.argv[1]), '127.0.0.1');
 `;

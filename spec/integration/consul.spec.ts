@@ -222,9 +222,9 @@ describe('nodesFromEntries', () => {
   it('uses the service address, the node address when it is empty, and a url meta over both', () => {
     const { nodes, skipped } = nodesFromEntries(
       [
-        { Node: { Node: 'n1', Address: '10.0.0.1' }, Service: { ID: 'a', Address: '10.1.0.1', Port: 9091 } },
-        { Node: { Node: 'n2', Address: '10.0.0.2' }, Service: { ID: 'b', Address: '', Port: 9091 } },
-        { Node: { Node: 'n3', Address: '10.0.0.3' }, Service: { ID: 'c', Address: '', Port: 9091, Meta: { url: 'https://pgw3.example/p' } } },
+        { Node: { Node: 'n1', Address: '127.0.0.11' }, Service: { ID: 'a', Address: '127.0.1.1', Port: 9091 } },
+        { Node: { Node: 'n2', Address: '127.0.0.12' }, Service: { ID: 'b', Address: '', Port: 9091 } },
+        { Node: { Node: 'n3', Address: '127.0.0.13' }, Service: { ID: 'c', Address: '', Port: 9091, Meta: { url: 'https://pgw3.example/p' } } },
         { Node: { Node: 'n4', Address: 'fd00::4' }, Service: { ID: 'd', Address: '', Port: 9091, Meta: null } },
         { Node: { Node: 'n5' }, Service: { ID: 'e', Address: '', Port: 9091 } },
       ],
@@ -232,8 +232,8 @@ describe('nodesFromEntries', () => {
       '/pgw',
     );
     assert.deepEqual(nodes, [
-      { id: '10.1.0.1:9091', url: 'http://10.1.0.1:9091/pgw' },
-      { id: '10.0.0.2:9091', url: 'http://10.0.0.2:9091/pgw' },
+      { id: '127.0.1.1:9091', url: 'http://127.0.1.1:9091/pgw' },
+      { id: '127.0.0.12:9091', url: 'http://127.0.0.12:9091/pgw' },
       { id: 'pgw3.example:443', url: 'https://pgw3.example:443/p' },
       { id: '[fd00::4]:9091', url: 'http://[fd00::4]:9091/pgw' },
     ]);

@@ -22,7 +22,7 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 describe('inspection endpoints', () => {
   let director: TestDirector;
   before(() => {
-    director = directorFromFlags(['--node', 'http://10.0.0.1:9091', '--node', 'http://10.0.0.2:9091', '--ring.vnodes=100']);
+    director = directorFromFlags(['--node', 'http://127.0.0.11:9091', '--node', 'http://127.0.0.12:9091', '--ring.vnodes=100']);
     director.discovery.start();
   });
 
@@ -33,8 +33,8 @@ describe('inspection endpoints', () => {
     assert.deepEqual(
       data.members.map((m) => [m.id, m.url]),
       [
-        ['10.0.0.1:9091', 'http://10.0.0.1:9091'],
-        ['10.0.0.2:9091', 'http://10.0.0.2:9091'],
+        ['127.0.0.11:9091', 'http://127.0.0.11:9091'],
+        ['127.0.0.12:9091', 'http://127.0.0.12:9091'],
       ],
     );
     assert.ok(Math.abs(data.members.reduce((sum, m) => sum + m.share, 0) - 1) < 1e-9);
@@ -98,7 +98,7 @@ describe('inspection endpoints', () => {
   });
 
   it('counts ring changes', async () => {
-    director.placement.update([{ id: '10.0.0.3:9091', url: 'http://10.0.0.3:9091' }]);
+    director.placement.update([{ id: '127.0.0.13:9091', url: 'http://127.0.0.13:9091' }]);
     const text = (await request(director.server).get('/metrics')).text;
     assert.match(text, /^pgw_director_ring_changes_total 2$/m);
     assert.match(text, /^pgw_director_ring_members 1$/m);

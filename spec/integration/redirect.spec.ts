@@ -7,7 +7,7 @@ import request from 'supertest';
 
 import { type TestDirector, directorFromFlags } from '../support/director';
 
-const NODES = ['http://10.0.0.1:9091', 'http://10.0.0.2:9091', 'https://pgw3.example:8443/pgw'];
+const NODES = ['http://127.0.0.11:9091', 'http://127.0.0.12:9091', 'https://pgw3.example:8443/pgw'];
 
 describe('redirect mode', () => {
   let director: TestDirector;
@@ -61,7 +61,7 @@ describe('redirect mode', () => {
       const res = await request(director.server).post(path);
       bases.add((res.headers['location'] as string).slice(0, -path.length));
     }
-    assert.deepEqual([...bases].sort(), ['http://10.0.0.1:9091', 'http://10.0.0.2:9091', 'https://pgw3.example:8443/pgw']);
+    assert.deepEqual([...bases].sort(), ['http://127.0.0.11:9091', 'http://127.0.0.12:9091', 'https://pgw3.example:8443/pgw']);
   });
 
   const rejections: [string, string, number, string][] = [
@@ -116,7 +116,7 @@ describe('redirect mode', () => {
 
 describe('an empty ring', () => {
   it('answers pushes with 503 and is not ready', async () => {
-    const director = directorFromFlags(['--node', 'http://10.0.0.1:9091']);
+    const director = directorFromFlags(['--node', 'http://127.0.0.11:9091']);
     director.placement.update([]);
     const push = await request(director.server).put('/metrics/job/a').send('m 1\n');
     assert.equal(push.status, 503);
@@ -131,7 +131,7 @@ describe('a listening director', () => {
   let director: TestDirector;
   let port: number;
   before(async () => {
-    director = directorFromFlags(['--node', 'http://10.0.0.1:9091']);
+    director = directorFromFlags(['--node', 'http://127.0.0.11:9091']);
     port = (await director.listen()).port;
   });
   after(() => director.close());
@@ -151,7 +151,7 @@ describe('a listening director', () => {
       req.flushHeaders();
     });
     assert.equal(answer.statusCode, 307);
-    assert.equal(answer.headers['location'], 'http://10.0.0.1:9091/metrics/job/streamed');
+    assert.equal(answer.headers['location'], 'http://127.0.0.11:9091/metrics/job/streamed');
     assert.equal(answer.headers['connection'], 'close');
     answer.resume();
   });
