@@ -495,7 +495,10 @@ export function parseSize(text: string): number | undefined {
   const match = /^(\d+)\s*([KMG]i?B|B)?$/.exec(text.trim());
   if (!match) return undefined;
   const unit = SIZE_UNITS[match[2] ?? ''];
-  return unit === undefined ? undefined : Number(match[1]) * unit;
+  if (unit === undefined) return undefined;
+  // Past 2^53 bytes a size is no longer an exact integer: a byte count compared against it would be meaningless.
+  const bytes = Number(match[1]) * unit;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
 /** parseListenAddress reads `host:port`, `:port` or `[v6]:port`. */

@@ -65,6 +65,10 @@ export function createApp(deps: AppDeps): Express {
   });
   app.get('/api/v1/lookup', (req, res) => {
     const path = req.query['path'];
+    if (Array.isArray(path)) {
+      res.status(400).json({ status: 'error', errorType: 'bad_data', error: 'query parameter "path" must be given once' });
+      return;
+    }
     if (typeof path !== 'string' || path === '') {
       res.status(400).json({ status: 'error', errorType: 'bad_data', error: 'query parameter "path" is required' });
       return;

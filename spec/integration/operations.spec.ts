@@ -60,6 +60,10 @@ describe('inspection endpoints', () => {
     assert.deepEqual(res.body, { status: 'error', errorType: 'bad_data', error: 'improper label name "__x"' });
     const missing = await request(director.server).get('/api/v1/lookup');
     assert.equal(missing.status, 400);
+    assert.deepEqual(missing.body, { status: 'error', errorType: 'bad_data', error: 'query parameter "path" is required' });
+    const twice = await request(director.server).get('/api/v1/lookup?path=/metrics/job/a&path=/metrics/job/b');
+    assert.equal(twice.status, 400);
+    assert.deepEqual(twice.body, { status: 'error', errorType: 'bad_data', error: 'query parameter "path" must be given once' });
   });
 
   it('is read-only', async () => {

@@ -93,6 +93,7 @@ describe('parseConfig', () => {
     ['a mistyped flag, naming the nearest', ['--ring.vnode=5'], /^unknown flag --ring.vnode \(did you mean --ring.vnodes\?\)$/],
     ['a flag with the wrong word, naming the nearest', ['--consul.adress=c:8500'], /did you mean --consul.address\?/],
     ['a bad vnode count', ['--ring.vnodes=0'], /--ring.vnodes must be an integer from 1 to 100000/],
+    ['a body size past 2^53 bytes', ['--proxy.max-body=99999999999999999999'], /--proxy.max-body: invalid size "99999999999999999999"/],
     ['a bad mode', ['--mode=teleport'], /--mode must be one of redirect, proxy, auto/],
     ['a bad hash key', ['--hash.key=raw'], /--hash.key must be one of grouping-key, path/],
     ['a bad listen address', ['--web.listen-address=9292'], /invalid address "9292"/],
