@@ -44,9 +44,17 @@ type Counts = { pushes: number; acked: number; failed: number; deletes: number; 
 
 const log = (message: string): void => console.log(`[chaos ${(performance.now() / 1000).toFixed(1)}s] ${message}`);
 
+/** Every process the run started: whatever happens, none outlives it. */
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
 function directorProcess(name: string, flags: readonly string[]): ChildProcess {
   const out = openSync(join(tmpdir(), `pgw-director-chaos-${name}.log`), 'w');
-  return spawn(process.execPath, [CLI, ...flags], { stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [CLI, ...flags], { stdio: ['ignore', out, out] });
+  children.push(child);
+  return child;
 }
 
 async function members(port: number): Promise<string[]> {
@@ -97,6 +105,7 @@ async function main(): Promise<number> {
   const startNode = async (port?: number): Promise<Pushgateway> => {
     const chosen = port ?? (await freePort());
     const pgw = await startPushgateway({ port: chosen, persistenceFile: join(scratch, `pgw-${chosen}.db`) });
+    children.push(pgw.process);
     nodes.set(pgw.id, pgw);
     return pgw;
   };
