@@ -270,8 +270,8 @@ describe("dynamic-sharding's config file", () => {
     }
     assert.throws(() => config([`--config.file=${file('[a]', '99999')}`]), /pushgateway.port must be a port number/);
     assert.throws(() => config([`--config.file=${file('[a]', '0')}`]), /pushgateway.port must be a port number/);
-    const c = config([`--config.file=${file('[a.example, "::1", "[fe80::1]", 10.0.0.1]')}`]);
-    assert.deepEqual(c.nodes.map((node) => node.url), ['http://a.example:9091', 'http://[::1]:9091', 'http://[fe80::1]:9091', 'http://10.0.0.1:9091']);
+    const c = config([`--config.file=${file('[a.example, "::1", "[fe80::1]", 127.0.0.11]')}`]);
+    assert.deepEqual(c.nodes.map((node) => node.url), ['http://a.example:9091', 'http://[::1]:9091', 'http://[fe80::1]:9091', 'http://127.0.0.11:9091']);
   });
 });
 

@@ -5,8 +5,8 @@ import { parseNodeUrl, sameMembers } from '../../../lib/core/node';
 
 describe('parseNodeUrl', () => {
   const good: [string, string, string][] = [
-    ['http://10.0.0.1:9091', '10.0.0.1:9091', 'http://10.0.0.1:9091'],
-    ['10.0.0.1:9091', '10.0.0.1:9091', 'http://10.0.0.1:9091'],
+    ['http://127.0.0.11:9091', '127.0.0.11:9091', 'http://127.0.0.11:9091'],
+    ['127.0.0.11:9091', '127.0.0.11:9091', 'http://127.0.0.11:9091'],
     ['http://pgw.example', 'pgw.example:80', 'http://pgw.example:80'],
     ['https://pgw.example/', 'pgw.example:443', 'https://pgw.example:443'],
     ['https://pgw.example:8443/pgw/', 'pgw.example:8443', 'https://pgw.example:8443/pgw'],

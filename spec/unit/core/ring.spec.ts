@@ -153,7 +153,7 @@ describe('buildRing with murmur3 (dynamic-sharding placement)', () => {
   });
 
   it('drops duplicate node ids', () => {
-    const r = buildRing([node('http://10.0.0.1:9091'), node('10.0.0.1:9091')], { vnodes: 10 });
+    const r = buildRing([node('http://127.0.0.11:9091'), node('127.0.0.11:9091')], { vnodes: 10 });
     assert.equal(r.nodes.length, 1);
     assert.equal(r.points, 10);
   });

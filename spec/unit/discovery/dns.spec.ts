@@ -39,9 +39,9 @@ describe('nodesFromSrv', () => {
 
 describe('nodesFromAddresses', () => {
   it('puts every address on the given port, IPv6 in brackets', () => {
-    const { nodes } = nodesFromAddresses(['10.0.0.1', 'fd00::1'], 9091, 'http', '');
+    const { nodes } = nodesFromAddresses(['127.0.0.11', 'fd00::1'], 9091, 'http', '');
     assert.deepEqual(nodes, [
-      { id: '10.0.0.1:9091', url: 'http://10.0.0.1:9091' },
+      { id: '127.0.0.11:9091', url: 'http://127.0.0.11:9091' },
       { id: '[fd00::1]:9091', url: 'http://[fd00::1]:9091' },
     ]);
   });
@@ -69,12 +69,12 @@ function lookupOnce(lookup: LookupFunction, name: string, options: { family?: nu
 
 describe('createResolverLookup', () => {
   it('answers as dns.lookup does: one address, or all of them', async () => {
-    const { resolver } = fakeResolver({ 'a.test': [{ address: '10.0.0.1', ttl: 0 }, { address: '10.0.0.2', ttl: 0 }] }, { 'a.test': [{ address: 'fd00::1', ttl: 0 }] });
+    const { resolver } = fakeResolver({ 'a.test': [{ address: '127.0.0.11', ttl: 0 }, { address: '127.0.0.12', ttl: 0 }] }, { 'a.test': [{ address: 'fd00::1', ttl: 0 }] });
     const lookup = createResolverLookup(resolver);
-    assert.deepEqual(await lookupOnce(lookup, 'a.test'), { error: null, address: '10.0.0.1', family: 4 });
+    assert.deepEqual(await lookupOnce(lookup, 'a.test'), { error: null, address: '127.0.0.11', family: 4 });
     assert.deepEqual((await lookupOnce(lookup, 'A.TEST', { all: true })).address, [
-      { address: '10.0.0.1', family: 4 },
-      { address: '10.0.0.2', family: 4 },
+      { address: '127.0.0.11', family: 4 },
+      { address: '127.0.0.12', family: 4 },
       { address: 'fd00::1', family: 6 },
     ]);
     assert.deepEqual(await lookupOnce(lookup, 'a.test', { family: 6 }), { error: null, address: 'fd00::1', family: 6 });
@@ -91,7 +91,7 @@ describe('createResolverLookup', () => {
 
   it('reuses an answer for its TTL, capped, and shares one query between concurrent lookups', async () => {
     let now = 1_000_000;
-    const { resolver, queries } = fakeResolver({ 'a.test': [{ address: '10.0.0.1', ttl: 5 }], 'z.test': [{ address: '10.0.0.3', ttl: 0 }] });
+    const { resolver, queries } = fakeResolver({ 'a.test': [{ address: '127.0.0.11', ttl: 5 }], 'z.test': [{ address: '127.0.0.13', ttl: 0 }] });
     const lookup = createResolverLookup(resolver, { maxCacheMs: 3000, now: () => now });
     await Promise.all([lookupOnce(lookup, 'a.test', { family: 4 }), lookupOnce(lookup, 'a.test', { family: 4 })]);
     assert.deepEqual(queries.splice(0), ['A a.test']);
@@ -107,12 +107,12 @@ describe('createResolverLookup', () => {
   });
 
   it('uses the last good addresses while the server fails, and forgets them when the name is gone', async () => {
-    const v4: Record<string, Answer> = { 'a.test': [{ address: '10.0.0.1', ttl: 0 }] };
+    const v4: Record<string, Answer> = { 'a.test': [{ address: '127.0.0.11', ttl: 0 }] };
     const { resolver } = fakeResolver(v4);
     const lookup = createResolverLookup(resolver);
-    assert.equal((await lookupOnce(lookup, 'a.test', { family: 4 })).address, '10.0.0.1');
+    assert.equal((await lookupOnce(lookup, 'a.test', { family: 4 })).address, '127.0.0.11');
     v4['a.test'] = Object.assign(new Error('queryA ETIMEOUT a.test'), { code: 'ETIMEOUT' });
-    assert.deepEqual(await lookupOnce(lookup, 'a.test', { family: 4 }), { error: null, address: '10.0.0.1', family: 4 });
+    assert.deepEqual(await lookupOnce(lookup, 'a.test', { family: 4 }), { error: null, address: '127.0.0.11', family: 4 });
     delete v4['a.test'];
     assert.equal((await lookupOnce(lookup, 'a.test', { family: 4 })).error?.code, 'ENOTFOUND');
     v4['a.test'] = Object.assign(new Error('queryA ETIMEOUT a.test'), { code: 'ETIMEOUT' });

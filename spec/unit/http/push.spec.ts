@@ -4,19 +4,19 @@ import { describe, it } from 'node:test';
 import { followsRedirects, locationFor } from '../../../lib/http/push';
 
 describe('locationFor', () => {
-  const node = { id: '10.0.0.1:9091', url: 'http://10.0.0.1:9091/pgw' };
+  const node = { id: '127.0.0.11:9091', url: 'http://127.0.0.11:9091/pgw' };
   it('appends the target exactly as received', () => {
-    assert.equal(locationFor(node, '/metrics/job/a/v/a%20b?x=1'), 'http://10.0.0.1:9091/pgw/metrics/job/a/v/a%20b?x=1');
+    assert.equal(locationFor(node, '/metrics/job/a/v/a%20b?x=1'), 'http://127.0.0.11:9091/pgw/metrics/job/a/v/a%20b?x=1');
   });
   it('percent-encodes bytes that are not visible ASCII', () => {
-    assert.equal(locationFor(node, '/metrics/job/\xce\xa0 x'), 'http://10.0.0.1:9091/pgw/metrics/job/%CE%A0%20x');
+    assert.equal(locationFor(node, '/metrics/job/\xce\xa0 x'), 'http://127.0.0.11:9091/pgw/metrics/job/%CE%A0%20x');
   });
   it('leaves no CR or LF', () => {
     assert.doesNotMatch(locationFor(node, '/metrics/job/a\r\nSet-Cookie: x'), /[\r\n]/);
   });
   it('percent-encodes backslash and #, which a WHATWG URL parser would resolve or drop', () => {
     const location = locationFor(node, '/metrics/job/a/x/..\\..\\b#c');
-    assert.equal(location, 'http://10.0.0.1:9091/pgw/metrics/job/a/x/..%5C..%5Cb%23c');
+    assert.equal(location, 'http://127.0.0.11:9091/pgw/metrics/job/a/x/..%5C..%5Cb%23c');
     // Followed by a browser-grade parser, it still names the same group on the same node.
     assert.equal(new URL(location).pathname, '/pgw/metrics/job/a/x/..%5C..%5Cb%23c');
   });
