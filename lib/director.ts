@@ -94,8 +94,8 @@ export function createPlacement(config: Config): Placement {
  * createNodeClientFor builds the client of the director's own requests to nodes, with the node credentials; with DNS
  * discovery, node names resolve through its DNS servers, as discovery found them.
  */
-export function createNodeClientFor(config: Config, dnsTuning?: DnsTuning): NodeClient {
-  return createNodeClient({ timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization, ...nodeLookup(config, dnsTuning) });
+export function createNodeClientFor(config: Config, lookup: { lookup?: LookupFunction } = nodeLookup(config, undefined)): NodeClient {
+  return createNodeClient({ timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization, ...lookup });
 }
 
 /** nodeLookup is how connections to nodes resolve names: with DNS discovery, through its DNS servers. */
@@ -119,7 +119,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
   });
   const metrics = createMetrics(placement);
   const lookup = nodeLookup(config, options.dnsTuning);
-  const nodeClient = createNodeClient({ timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization, ...lookup });
+  const nodeClient = createNodeClientFor(config, lookup);
   const health = createHealthChecker(config.health, { target: placement, client: nodeClient, logger, metrics });
   const discovery = createDiscovery(config, health, metrics, logger, options.consulTuning, options.dnsTuning);
   const proxy: Proxy | undefined =
