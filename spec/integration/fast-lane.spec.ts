@@ -117,6 +117,26 @@ describe('the fast lane', () => {
     assert.equal(await fastLanePushes(), before + 30);
   });
 
+  it('gives every client its own answer when many answers go out in one turn, each with its own body', async () => {
+    // Answers are held until the end of the event loop's turn and written together: 40 clients at once must still
+    // each get exactly their own, whole.
+    const before = await fastLanePushes();
+    const clients = Array.from({ length: 40 }, () => new Conversation(port));
+    clients.forEach((client, i) => client.write(push(`/metrics/job/turn/i/${i}`, `m ${i}\n`) + push(`/metrics/job/turn/i/${i}b`, `m ${i}b\n`)));
+    const answers = await Promise.all(clients.map((client) => client.waitFor(2)));
+    for (const client of clients) client.close();
+    answers.forEach((pair, i) => {
+      assert.deepEqual(
+        pair.map((answer) => [answer.status, answer.body]),
+        [
+          [200, `m ${i}\n`],
+          [200, `m ${i}b\n`],
+        ],
+      );
+    });
+    assert.equal(await fastLanePushes(), before + 80);
+  });
+
   it('hands over a pipelined request it does not take, after answering those before it', async () => {
     const client = new Conversation(port);
     client.write(
