@@ -20,7 +20,8 @@
  */
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+
+import { RestartableListener } from './restartable';
 
 type Status = 'passing' | 'warning' | 'critical';
 
@@ -77,61 +78,38 @@ export class ConsulDouble extends EventEmitter {
   kvIndex = 1;
   private kvWaiters = new Set<() => void>();
   readonly requests: { method: string; path: string; query: URLSearchParams; token: string | undefined; at: number }[] = [];
-  private server: http.Server;
-  private sockets = new Set<Socket>();
+  private readonly listener = new RestartableListener((req, res) => this.handle(req, res));
   private waiters = new Set<() => void>();
-  port = 0;
 
-  constructor() {
-    super();
-    this.server = this.createServer();
+  get port(): number {
+    return this.listener.port;
   }
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
   }
 
-  private createServer(): http.Server {
-    const server = http.createServer((req, res) => this.handle(req, res));
-    server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-    });
-    return server;
-  }
-
   /** start listens on a free port, or on the port it had before `down`. */
   async start(): Promise<this> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (this.server.address() as AddressInfo).port;
+    await this.listener.start();
     return this;
   }
 
   /** down stops answering: the port refuses connections until `up`. */
-  async down(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      for (const socket of this.sockets) socket.destroy();
-    });
-    this.server = this.createServer();
+  down(): Promise<void> {
+    return this.listener.down();
   }
 
   /** up listens again on the same port. */
   async up(): Promise<void> {
-    await this.start();
+    await this.listener.start();
   }
 
   async stop(): Promise<void> {
     for (const entry of this.services.values()) clearInterval(entry.check?.timer);
     this.wake();
     for (const wake of [...this.kvWaiters]) wake();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      for (const socket of this.sockets) socket.destroy();
-    });
+    await this.listener.down();
   }
 
   /** bump records a change: the index moves and blocked queries return. */

@@ -4,11 +4,11 @@
  * the Pushgateway's shape with its own push_time_seconds, and can be taken down and brought back on the same port.
  * The end-to-end specs use the real one; this one is for the director's own requests and many fast cases.
  */
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type http from 'node:http';
 
 import { groupIdentity } from '../../lib/core/group';
 import { parseGroupingKey, toDisplayLabels } from '../../lib/core/grouping-key';
+import { RestartableListener } from './restartable';
 
 type Family = { time_stamp: string; type: string; help: string; metrics: { labels: Record<string, string>; value: string }[] };
 type StoredGroup = { labels: Record<string, string>; families: Record<string, Family>; pushTime: number };
@@ -19,12 +19,15 @@ export class FakePushgateway {
   readonly requests: { method: string; url: string }[] = [];
   /** Answer every request with this status instead (e.g. 503), when set. */
   failWith: number | undefined;
-  port = 0;
-  private server: http.Server;
-  private sockets = new Set<Socket>();
+  private readonly listener = new RestartableListener((req, res) => {
+    let body = '';
+    req.setEncoding('latin1');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => this.handle(req.method ?? '', req.url ?? '', Buffer.from(body, 'latin1').toString('utf8'), res));
+  });
 
-  constructor() {
-    this.server = this.create();
+  get port(): number {
+    return this.listener.port;
   }
 
   get url(): string {
@@ -35,37 +38,18 @@ export class FakePushgateway {
     return `127.0.0.1:${this.port}`;
   }
 
-  private create(): http.Server {
-    const server = http.createServer((req, res) => {
-      let body = '';
-      req.setEncoding('latin1');
-      req.on('data', (chunk: string) => (body += chunk));
-      req.on('end', () => this.handle(req.method ?? '', req.url ?? '', Buffer.from(body, 'latin1').toString('utf8'), res));
-    });
-    server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-    });
-    return server;
-  }
-
   async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(this.port, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    await this.listener.start();
     return this;
   }
 
   /** down closes the port (connections refused) until `up`; the groups are kept, as a restarted persistent node's. */
-  async down(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      for (const socket of this.sockets) socket.destroy();
-    });
-    this.server = this.create();
+  down(): Promise<void> {
+    return this.listener.down();
   }
 
   async up(): Promise<void> {
-    await this.start();
+    await this.listener.start();
   }
 
   stop(): Promise<void> {
