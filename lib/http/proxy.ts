@@ -188,26 +188,31 @@ function requestHeaders(push: PushRequest, host: string, length: number | undefi
   return out;
 }
 
+/** The lengths of the names in DROPPED_IN_ANSWER: a name of any other length is kept without lower-casing it. */
+const DROPPED_IN_ANSWER_LENGTHS = new Set([...DROPPED_IN_ANSWER].map((name) => name.length));
+
 /** responseHeaders returns the node's end-to-end response headers, names and values alternating. */
 function responseHeaders(raw: readonly Buffer[]): string[] {
-  const all: string[] = new Array<string>(raw.length);
+  const out: string[] = [];
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as Buffer).toString('latin1');
     const value = (raw[i + 1] as Buffer).toString('latin1');
-    all[i] = name;
-    all[i + 1] = value;
-    if (name.length === 10 && name.toLowerCase() === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
+    if (DROPPED_IN_ANSWER_LENGTHS.has(name.length)) {
+      const lower = name.toLowerCase();
+      if (lower === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
+      if (DROPPED_IN_ANSWER.has(lower)) continue;
+    }
+    out.push(name, value);
   }
+  // Fields the node's Connection header names are hop-by-hop too (RFC 9110 7.6.1).
   const listed = connectionTokens(connection);
-  const out: string[] = [];
-  for (let i = 0; i < all.length; i += 2) {
-    const name = all[i] as string;
-    const lower = name.toLowerCase();
-    if (DROPPED_IN_ANSWER.has(lower) || listed?.has(lower) === true) continue;
-    out.push(name, all[i + 1] as string);
+  if (listed === undefined) return out;
+  const kept: string[] = [];
+  for (let i = 0; i < out.length; i += 2) {
+    if (!listed.has((out[i] as string).toLowerCase())) kept.push(out[i] as string, out[i + 1] as string);
   }
-  return out;
+  return kept;
 }
 
 /** Error codes of undici's own making that say nothing about the node. */

@@ -22,6 +22,18 @@ describe('proxy mode', () => {
         res.end(`answer ${status}\n`);
         return;
       }
+      if (received.url.includes('/hop-answer')) {
+        res.writeHead(200, {
+          Connection: 'X-Node-Hop',
+          'X-Node-Hop': '1',
+          'Keep-Alive': 'timeout=9',
+          'Proxy-Authenticate': 'Basic',
+          'X-End-To-End': 'kept',
+          'Content-Length': 0,
+        });
+        res.end();
+        return;
+      }
       res.writeHead(200, { 'Content-Length': 0, 'X-From-Node': 'yes' });
       res.end();
     });
@@ -80,6 +92,16 @@ describe('proxy mode', () => {
       assert.equal(seen.headers[name], undefined, name);
     }
     assert.equal(seen.headers['x-end-to-end'], 'kept');
+  });
+
+  it('drops the hop-by-hop headers of the node\'s answer, and those its Connection names', async () => {
+    const res = await request(director.server).post('/metrics/job/hop-answer').send('m 1\n');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['x-node-hop'], undefined);
+    assert.equal(res.headers['proxy-authenticate'], undefined);
+    // The director's own keep-alive terms, not the node's.
+    assert.notEqual(res.headers['keep-alive'], 'timeout=9');
+    assert.equal(res.headers['x-end-to-end'], 'kept');
   });
 
   it('appends to an X-Forwarded-For it was given', async () => {
