@@ -179,6 +179,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
           options: config.reconcile,
           client: { timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization },
           lookup: lookup.lookup,
+          ...(config.reconcile.maxHeapBytes === 0 ? {} : { resourceLimits: { maxOldGenerationSizeMb: config.reconcile.maxHeapBytes / 2 ** 20 } }),
           logLevel: config.logLevel,
           metrics: reconcileMetrics,
           logger,

@@ -136,7 +136,10 @@ export function createThreadedReconciler(settings: ThreadedReconcilerOptions): R
         }
       });
       worker.on('messageerror', (error) => fail(worker, error.message));
-      worker.on('error', (error) => fail(worker, error.message ?? String(error)));
+      worker.on('error', (error: NodeJS.ErrnoException) => {
+        const outOfMemory = error.code === 'ERR_WORKER_OUT_OF_MEMORY';
+        fail(worker, outOfMemory ? `it needed more memory than --reconcile.max-heap allows (${error.message})` : error.message ?? String(error));
+      });
       worker.on('exit', (code) => fail(worker, `the worker exited (code ${code}) before the pass ended`));
     });
 
