@@ -6,7 +6,7 @@
  * sends its log lines and counters back in batches (lib/reconcile/protocol.ts).
  */
 import type { LookupFunction } from 'node:net';
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 
 import { createLogger } from '../logger';
@@ -17,6 +17,8 @@ import type { FromWorker, PassSetup, ToWorker } from './protocol';
 
 /** How often buffered log lines and counts go to the main thread: often enough to follow a pass, rarely enough to cost nothing. */
 const FLUSH_MS = 100;
+/** How much nicer than the process the pass's thread runs (Linux nice steps; 19 at most). */
+const NICER = 10;
 /** Buffered log text past which it goes at once. */
 const FLUSH_BYTES = 256 * 1024;
 
@@ -110,7 +112,7 @@ async function run(port: MessagePort, setup: PassSetup): Promise<void> {
     // Linux keeps a nice value per thread, and priority 0 names the calling thread: the pass yields the CPU to the
     // main thread (pushes) and everything else on the machine, without slowing down the main thread itself.
     try {
-      setPriority(0, 10);
+      setPriority(0, Math.min(19, getPriority(0) + NICER));
     } catch {
       // not allowed or not supported: the pass runs at the process's priority
     }
