@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 
 import { Registry } from 'prom-client';
+import request from 'supertest';
 
 import { parseNodeUrl } from '../../lib/core/node';
 import { createLogger } from '../../lib/logger';
@@ -11,6 +15,7 @@ import { createReconcileMetrics } from '../../lib/reconcile';
 import { createThreadedReconciler } from '../../lib/reconcile/thread';
 import { type TestDirector, LogSink, directorFromFlags } from '../support/director';
 import { type FakePushgateway, startFakePushgateway } from '../support/fake-pushgateway';
+import { until } from '../support/wait';
 
 const MISBEHAVING = join(__dirname, '..', 'support', 'workers', 'misbehaving.js');
 
@@ -137,5 +142,89 @@ describe('reconciliation passes in a worker thread', () => {
         }
       });
     }
+  });
+});
+
+/** niceOfThreads reads the nice value of every thread of this process (Linux: field 19 of /proc/self/task/<tid>/stat). */
+function niceOfThreads(): number[] {
+  return readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    // The command name may hold spaces and parentheses: count fields after its closing one.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  });
+}
+
+/** startListing serves a drained node's listing of `groups` generated groups, calling `onList` as it starts. */
+async function startListing(groups: number, onList: () => void): Promise<{ url: string; close(): void }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    if (req.url !== '/api/v1/metrics') {
+      res.writeHead(202).end();
+      return;
+    }
+    onList();
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write('{"status":"success","data":[');
+    let i = 0;
+    const more = (): void => {
+      let chunk = '';
+      for (let n = 0; n < 500 && i < groups; n++, i++) {
+        chunk += `${i === 0 ? '' : ','}{"labels":{"job":"j${i}","instance":"host-${i}.example"},"last_push_successful":true,"m":{"time_stamp":"2026-01-01T00:00:00Z","type":"GAUGE","help":"h","metrics":[{"labels":{"instance":"host-${i}.example","job":"j${i}"},"value":"${i}"}]},"push_time_seconds":{"time_stamp":"2026-01-01T00:00:00Z","type":"GAUGE","help":"h","metrics":[{"labels":{"instance":"host-${i}.example","job":"j${i}"},"value":"1767225600"}]}}`;
+      }
+      if (i >= groups) res.end(`${chunk}]}`);
+      else if (res.write(chunk)) setImmediate(more);
+      else res.once('drain', more);
+    };
+    more();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.close();
+      server.closeAllConnections();
+    },
+  };
+}
+
+describe('the pass thread as the director runs it', () => {
+  const closers: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
+  });
+
+  it('runs 10 nice steps below the process (Linux), while the push thread keeps its priority', { skip: process.platform !== 'linux' }, async () => {
+    const before = niceOfThreads();
+    let during: number[] = [];
+    const drained = await startListing(10, () => {
+      during = niceOfThreads();
+    });
+    closers.push(drained.close);
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const director = directorFromFlags(['--node', member.url, `--reconcile.drain=${drained.url}`]);
+    closers.push(() => director.close());
+    director.discovery.start();
+    await director.reconciler.pass();
+    const base = Math.min(...before);
+    assert.ok(before.every((nice) => nice === base), `threads before the pass: ${before.join(' ')}`);
+    assert.deepEqual(during.filter((nice) => nice !== base), [Math.min(19, base + 10)], `threads during the pass: ${during.join(' ')}`);
+  });
+
+  it('a pass that outgrows --reconcile.max-heap fails with one log line, and the director goes on answering pushes and passing', async () => {
+    let listings = 0;
+    const drained = await startListing(150_000, () => listings++);
+    closers.push(drained.close);
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const director = directorFromFlags(['--node', member.url, `--reconcile.drain=${drained.url}`, '--reconcile.max-heap=32MiB', '--reconcile.interval=100ms']);
+    closers.push(() => director.close());
+    await director.listen();
+    await until(() => director.log.lines.filter((line) => line['msg'] === 'reconciliation pass failed').length >= 2, 'two failed passes', 60_000);
+    const failure = director.log.lines.find((line) => line['msg'] === 'reconciliation pass failed') as { err: { message: string } };
+    assert.match(failure.err.message, /^the reconciliation pass failed in its worker thread: it needed more memory than --reconcile\.max-heap allows/);
+    assert.ok(listings >= 2);
+    assert.equal((await request(director.server).put('/metrics/job/after').send('m 1\n')).status, 307);
+    assert.ok((await counter(director.metrics.registry, 'pgw_director_reconcile_errors_total')) >= 2);
   });
 });
