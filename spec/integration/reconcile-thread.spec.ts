@@ -199,7 +199,7 @@ describe('the pass thread as the director runs it', () => {
     const drained = await startListing(10, () => {
       during = niceOfThreads();
     });
-    closers.push(drained.close);
+    closers.push(() => drained.close());
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
     const director = directorFromFlags(['--node', member.url, `--reconcile.drain=${drained.url}`]);
@@ -214,7 +214,7 @@ describe('the pass thread as the director runs it', () => {
   it('a pass that outgrows --reconcile.max-heap fails with one log line, and the director goes on answering pushes and passing', async () => {
     let listings = 0;
     const drained = await startListing(150_000, () => listings++);
-    closers.push(drained.close);
+    closers.push(() => drained.close());
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
     const director = directorFromFlags(['--node', member.url, `--reconcile.drain=${drained.url}`, '--reconcile.max-heap=32MiB', '--reconcile.interval=100ms']);
