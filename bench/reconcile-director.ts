@@ -1,7 +1,7 @@
 /**
  * The director under test in `npm run bench reconcile`, run as a child process (fork, with IPC) so that its RSS and
  * its event loop are its own: it is a director as bin/ builds one (redirect mode, the given flags), plus an event-loop
- * delay monitor. Messages from the bench: `quiet` starts a window without a pass; `pass` runs one
+ * delay monitor (of the main thread, which answers the pushes). Messages from the bench: `quiet` starts a window without a pass; `pass` runs one
  * reconciliation pass and answers with its report, its CPU time and the event-loop delays seen during it and during
  * the quiet window before it; `progress` answers with the migrated and deleted counters and the event-loop delays so far.
  */
@@ -13,7 +13,9 @@ import { createLogger } from '../lib/logger';
 
 async function main(): Promise<void> {
   const config = parseConfig(parseFlags(process.argv.slice(2)).values);
-  const director = createDirector(config, createLogger(config.logLevel));
+  // BENCH_RECONCILE_THREAD=inline runs the pass on the main thread, as before passes had a worker thread of their own.
+  const reconcileThread = process.env['BENCH_RECONCILE_THREAD'] === 'inline' ? 'inline' : 'worker';
+  const director = createDirector(config, createLogger(config.logLevel), { reconcileThread });
   const address = await director.listen();
   // Resolution 1 ms: a blocked loop shows up as one long delay; the figure is the largest one.
   const delay = monitorEventLoopDelay({ resolution: 1 });

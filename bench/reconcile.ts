@@ -8,7 +8,8 @@
  * Prints the fill time, the pass duration, the director's RSS growth, the push latency during the pass and the
  * largest event-loop delay in the director during the pass, against the targets of the issue.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,20 @@ const GROUPS_PER_NODE = Number(process.env['BENCH_GROUPS'] ?? 10_000);
 const PUSH_RATE = Number(process.env['BENCH_PUSH_RATE'] ?? 1000);
 const PASS_TIMEOUT_S = Number(process.env['BENCH_PASS_TIMEOUT_S'] ?? 240);
 const FILL_CONCURRENCY = 64;
+/**
+ * BENCH_PIN=1 pins the director to the last CPU and the Pushgateways and the load generator to the others (Linux,
+ * taskset, 2 CPUs or more): in production they run on other machines, here they would compete with the director for
+ * the same cores. The director then has one core for everything it does, pushes and pass alike.
+ */
+const PIN = process.env['BENCH_PIN'] === '1' && cpus().length >= 2;
+
+/** pin sets the CPU affinity of every thread of a process (threads started later inherit it). */
+function pin(pid: number | undefined, cpuList: string): void {
+  if (pid === undefined) return;
+  execFileSync('taskset', ['-a', '-c', '-p', cpuList, String(pid)], { stdio: 'ignore' });
+}
+const LAST_CPU = String(cpus().length - 1);
+const OTHER_CPUS = `0-${cpus().length - 2}`;
 
 /** groupBody is the text-format body of one group: 5 metric families, as a small batch job would push. */
 function groupBody(i: number): string {
@@ -92,9 +107,19 @@ async function fill(nodes: readonly Pushgateway[], byNode: Map<string, Labels[]>
   return (performance.now() - started) / 1000;
 }
 
-/** LOADGEN pushes to the director at a steady rate until told to stop, then prints [sentAtMs, latencyMs, status][]. */
+/**
+ * LOADGEN pushes to the director at a steady rate until told to stop, then sends { samples: [sentAtMs, latencyMs,
+ * status][], quiet, pass }: its own event-loop delays before and during the pass. A push's latency includes the time
+ * the load generator's own loop takes to see the answer, so a starved load generator inflates it: its delays say by
+ * how much at most.
+ */
 const LOADGEN = `
 const http = require('node:http');
+const { monitorEventLoopDelay } = require('node:perf_hooks');
+const delay = monitorEventLoopDelay({ resolution: 1 });
+delay.enable();
+const delays = () => ({ eventLoopMaxMs: delay.max / 1e6, eventLoopP99Ms: delay.percentile(99) / 1e6 });
+let quiet;
 const [port, rate] = process.argv.slice(1).map(Number);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const samples = [];
@@ -118,9 +143,15 @@ const tick = () => {
   setTimeout(tick, 2);
 };
 tick();
-process.on('message', () => {
+process.on('message', (cmd) => {
+  if (cmd === 'quiet') return delay.reset();
+  if (cmd === 'pass') {
+    quiet = delays();
+    return delay.reset();
+  }
+  const pass = delays();
   stopping = true;
-  setTimeout(() => { process.send(samples, () => process.exit(0)); }, 500);
+  setTimeout(() => { process.send({ samples, quiet, pass }, () => process.exit(0)); }, 500);
 });
 `;
 
@@ -150,6 +181,10 @@ export async function reconcileBench(root: string): Promise<void> {
   const extraArgs = ['--push.disable-consistency-check'];
   console.log(`Pushgateways run with ${extraArgs.join(' ')} (fill speed)\n`);
   const pgs = await Promise.all([1, 2, 3].map(() => startPushgateway({ extraArgs })));
+  if (PIN) {
+    for (const pg of pgs) pin(pg.process.pid, OTHER_CPUS);
+    console.log(`BENCH_PIN=1: the director runs on CPU ${LAST_CPU}, the Pushgateways and the load generator on CPUs ${OTHER_CPUS}\n`);
+  }
   let director: ChildProcess | undefined;
   let loadgen: ChildProcess | undefined;
   try {
@@ -164,6 +199,7 @@ export async function reconcileBench(root: string): Promise<void> {
     const listing = await fetch(`${pgs[0]?.url}/api/v1/metrics`).then((r) => r.arrayBuffer());
     const listSeconds = (performance.now() - listStart) / 1000;
     console.log(`fill: ${pgs.length * GROUPS_PER_NODE} groups PUT in ${fillSeconds.toFixed(1)} s (${((pgs.length * GROUPS_PER_NODE) / fillSeconds).toFixed(0)} pushes/s, ${FILL_CONCURRENCY} concurrent, keep-alive); one node's /api/v1/metrics: ${(listing.byteLength / 2 ** 20).toFixed(1)} MiB, answered in ${listSeconds.toFixed(1)} s`);
+    console.log(`pass on ${process.env['BENCH_RECONCILE_THREAD'] === 'inline' ? "the director's main thread (BENCH_RECONCILE_THREAD=inline, as before)" : 'a worker thread'}`);
     console.log('director: redirect mode, --proxy.timeout=60s (the timeout of its own requests to the nodes: a loaded Pushgateway takes seconds to encode 10,000 groups)');
 
     const [a, b, c] = pgs as [Pushgateway, Pushgateway, Pushgateway];
@@ -177,18 +213,24 @@ export async function reconcileBench(root: string): Promise<void> {
       '--reconcile.interval=0',
       '--proxy.timeout=60s',
       '--log.level=info',
+      // e.g. BENCH_DIRECTOR_ARGS='--reconcile.max-heap=0' to try other settings.
+      ...(process.env['BENCH_DIRECTOR_ARGS'] ?? '').split(' ').filter((arg) => arg !== ''),
     ], {
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // The director's log (and --trace-gc's lines) go to BENCH_DIRECTOR_STDOUT when it names a file.
+      stdio: ['ignore', process.env['BENCH_DIRECTOR_STDOUT'] === undefined ? 'ignore' : openSync(process.env['BENCH_DIRECTOR_STDOUT'], 'w'), 'inherit', 'ipc'],
       // e.g. BENCH_DIRECTOR_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile the director.
       execArgv: (process.env['BENCH_DIRECTOR_NODE_OPTIONS'] ?? '').split(' ').filter((arg) => arg !== ''),
     });
     const pid = director.pid as number;
     await once(director, 'ready');
+    if (PIN) pin(pid, LAST_CPU);
 
     loadgen = spawn(process.execPath, ['-e', LOADGEN, String(port), String(PUSH_RATE)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    if (PIN) pin(loadgen.pid, OTHER_CPUS);
     await new Promise((resolve) => setTimeout(resolve, 2000)); // warm-up: connections open, JIT warm
     const quietStart = Date.now();
     director.send({ cmd: 'quiet' });
+    loadgen.send('quiet');
     await new Promise((resolve) => setTimeout(resolve, 3000)); // the same pushes without a pass, for comparison
     const rssBefore = rssBytes(pid);
     let rssPeak = rssBefore;
@@ -196,6 +238,7 @@ export async function reconcileBench(root: string): Promise<void> {
     const passStart = Date.now();
     const answer = once<PassAnswer>(director, 'pass');
     director.send({ cmd: 'pass' });
+    loadgen.send('pass');
     const timeout = new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), PASS_TIMEOUT_S * 1000).unref());
     const result = await Promise.race([answer, timeout]);
     const passEnd = Date.now();
@@ -210,8 +253,8 @@ export async function reconcileBench(root: string): Promise<void> {
       sofar = p;
     }
 
-    const samples = await new Promise<[number, number, number][]>((resolve) => {
-      loadgen?.once('message', (m: [number, number, number][]) => resolve(m));
+    const { samples, quiet: loadgenQuiet, pass: loadgenPass } = await new Promise<{ samples: [number, number, number][]; quiet: Delays; pass: Delays }>((resolve) => {
+      loadgen?.once('message', resolve);
       loadgen?.send('stop');
     });
     const during = samples.filter(([at]) => at >= passStart && at <= passEnd);
@@ -232,6 +275,7 @@ export async function reconcileBench(root: string): Promise<void> {
     console.log(`| pushes during the pass (${PUSH_RATE}/s, redirect mode) | ${during.length} answered, p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms, max ${percentile(latencies, 100).toFixed(1)} ms, ${bad} not 307 | p99 < 5 ms |`);
     console.log(`| the same pushes in the 3 s before the pass | ${quiet.length} answered, p50 ${percentile(quiet, 50).toFixed(2)} ms, p99 ${percentile(quiet, 99).toFixed(2)} ms | |`);
     const delays = (d: Delays): string => `${d.eventLoopMaxMs.toFixed(1)} ms (p99 ${d.eventLoopP99Ms.toFixed(1)} ms)`;
+    console.log(`| the load generator's own event-loop delay during the pass; before it | ${delays(loadgenPass)}; ${delays(loadgenQuiet)} | |`);
     console.log(`| largest event-loop delay in the director during the pass | ${result !== undefined ? delays(result) : sofar !== undefined ? `${delays(sofar)} until it was stopped` : 'n/a'} | < 50 ms |`);
     if (result !== undefined) {
       console.log(`| the same in the 3 s before the pass | ${delays(result.quiet)} | |`);

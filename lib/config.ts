@@ -115,6 +115,8 @@ export type ReconcileConfig = Readonly<{
   ttlMs: number | undefined;
   /** How long a group deleted through the director is remembered; 0: not at all. */
   tombstoneTtlMs: number;
+  /** The largest old generation of a pass's worker thread, in bytes; 0: Node's default. */
+  maxHeapBytes: number;
 }>;
 
 type OptionSpec = Readonly<{
@@ -231,6 +233,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'reconcile.migrate', kind: 'boolean', help: 'Copy a misplaced group to its owner when the owner has no newer copy.' },
   { flag: 'reconcile.drain', kind: 'list', help: 'A Pushgateway leaving the ring: move all its groups to their owners.' },
   { flag: 'reconcile.dry-run', kind: 'boolean', help: 'Log what reconciliation would do; change nothing.' },
+  {
+    flag: 'reconcile.max-heap',
+    kind: 'string',
+    default: '256MiB',
+    help: "Largest heap of a pass's worker thread (old generation); a pass that needs more fails and says so. 0: Node's default.",
+  },
   { flag: 'group.ttl', kind: 'string', help: 'Delete groups whose last push is older than this (off by default).' },
   {
     flag: 'group.tombstone-ttl',
@@ -744,6 +752,11 @@ function parseReconcileConfig(read: Read, hashKey: HashKeyMode): ReconcileConfig
   const ttlMs = ttlText === undefined || ttlText === '0' ? undefined : requireDuration('group.ttl', ttlText);
   if (ttlMs !== undefined && ttlMs < 1000) throw new ConfigError('--group.ttl must be at least 1s');
   const tombstoneTtlMs = requireDuration('group.tombstone-ttl', read.value('group.tombstone-ttl'));
+  const maxHeapText = read.value('reconcile.max-heap');
+  const maxHeapBytes = parseSize(maxHeapText);
+  if (maxHeapBytes === undefined || (maxHeapBytes > 0 && maxHeapBytes < 32 * 2 ** 20)) {
+    throw new ConfigError(`--reconcile.max-heap: expected 0 or a size of at least 32MiB, got ${JSON.stringify(maxHeapText)}`);
+  }
   return Object.freeze({
     intervalMs,
     migrate: read.bool('reconcile.migrate'),
@@ -751,6 +764,7 @@ function parseReconcileConfig(read: Read, hashKey: HashKeyMode): ReconcileConfig
     dryRun: read.bool('reconcile.dry-run'),
     ttlMs,
     tombstoneTtlMs,
+    maxHeapBytes,
   });
 }
 

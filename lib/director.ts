@@ -24,6 +24,7 @@ import { type DirectorMetrics, createMetrics } from './metrics';
 import { type NodeClient, createNodeClient } from './nodes/client';
 import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
+import { createThreadedReconciler } from './reconcile/thread';
 import { type TombstoneStore, createTombstones } from './tombstones';
 
 /** Director is one running director. */
@@ -67,6 +68,11 @@ export type DirectorOptions = Readonly<{
   nodeHealth?: NodeHealth;
   /** The clock the fleet views measure ages with (Date.now by default). */
   fleetClock?: () => number;
+  /**
+   * Where reconciliation passes run: `worker`, a worker thread per pass (lib/reconcile/thread.ts), or `inline`, on
+   * the main thread as the one-shot command does. @default 'worker'
+   */
+  reconcileThread?: 'worker' | 'inline';
 }>;
 
 /** describeHealth renders a node's health for the fleet page from the checker's view of it. */
@@ -163,7 +169,22 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const fastLane =
     proxy === undefined ? undefined : createFastLane({ placement, mode: config.mode, proxy, metrics, logger, fanOut, ...timeouts });
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
-  const reconciler = createReconciler(placement, config.reconcile, createReconcileMetrics(metrics.registry), logger, nodeClient, tombstones);
+  const reconcileMetrics = createReconcileMetrics(metrics.registry);
+  const reconciler =
+    options.reconcileThread === 'inline'
+      ? createReconciler(placement, config.reconcile, reconcileMetrics, logger, nodeClient, tombstones)
+      : createThreadedReconciler({
+          placement,
+          vnodes: config.vnodes,
+          options: config.reconcile,
+          client: { timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization },
+          lookup: lookup.lookup,
+          ...(config.reconcile.maxHeapBytes === 0 ? {} : { resourceLimits: { maxOldGenerationSizeMb: config.reconcile.maxHeapBytes / 2 ** 20 } }),
+          logLevel: config.logLevel,
+          metrics: reconcileMetrics,
+          logger,
+          tombstones,
+        });
 
   // Passes run one at a time, only while the ring has members: the first as soon as the first membership is known
   // (stale copies left by the last run should not wait a whole interval), then one every interval.

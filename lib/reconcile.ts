@@ -26,6 +26,12 @@ import type { Placement } from './placement';
 import { type Action, decideGroup } from './reconcile/decide';
 import type { TombstoneStore } from './tombstones';
 
+/** RingView is what a pass reads of the placement: the current ring and how a grouping key hashes onto it. */
+export type RingView = Pick<Placement, 'ring' | 'hash'>;
+
+/** TombstoneReader is what a pass reads of the tombstones (a TombstoneStore, or the main thread's through a port). */
+export type TombstoneReader = Pick<TombstoneStore, 'read'>;
+
 /** ReconcileOptions configures a pass. */
 export type ReconcileOptions = Readonly<{
   /** Copy misplaced groups to their owner when the owner has no newer copy. */
@@ -59,11 +65,26 @@ export type PassReport = {
   durationMs: number;
 };
 
-/** ReconcileMetrics are the reconciler's counters and gauges. */
-export type ReconcileMetrics = ReturnType<typeof createReconcileMetrics>;
+/** COUNTED_METRICS names the reconciler's counters, as ReconcileMetrics keys them. */
+export const COUNTED_METRICS = ['misplaced', 'deleted', 'tombstoned', 'migrated', 'expired', 'errors', 'passes'] as const;
+
+/** CountedMetric is the key of one of the reconciler's counters. */
+export type CountedMetric = (typeof COUNTED_METRICS)[number];
+
+/**
+ * ReconcileMetrics is what a pass records: its counters, the last pass's duration and the drained nodes' emptiness.
+ * createReconcileMetrics makes them prom-client metrics; a pass in a worker thread records into stand-ins that carry
+ * the figures to the main thread's (lib/reconcile/thread.ts).
+ */
+export type ReconcileMetrics = Readonly<
+  Record<CountedMetric, Readonly<{ inc(by?: number): void }>> & {
+    duration: Readonly<{ set(value: number): void }>;
+    drainedEmpty: Readonly<{ set(labels: { node: string }, value: number): void }>;
+  }
+>;
 
 /** createReconcileMetrics registers the reconciler's metrics. */
-export function createReconcileMetrics(registry: Registry) {
+export function createReconcileMetrics(registry: Registry): ReconcileMetrics {
   const counter = (name: string, help: string): Counter => new Counter({ name: `pgw_director_reconcile_${name}`, help, registers: [registry] });
   return {
     misplaced: counter('misplaced_groups_total', 'Copies of groups seen on a node that does not own them.'),
@@ -129,12 +150,12 @@ const COUNTED = { delete: 'deleted', expire: 'expired', tombstoned: 'tombstoned'
 
 /** createReconciler builds a reconciler that reaches the nodes through `client` and reads `tombstones`. */
 export function createReconciler(
-  placement: Placement,
+  placement: RingView,
   options: ReconcileOptions,
   metrics: ReconcileMetrics,
   logger: Logger,
   client: NodeClient,
-  tombstones?: TombstoneStore,
+  tombstones?: TombstoneReader,
 ): Reconciler {
   const log = logger.child({ component: 'reconcile', ...(options.dryRun ? { dry_run: true } : {}) });
   const concurrency = options.concurrency ?? 16;
