@@ -1,9 +1,10 @@
 /**
  * The director under `npm run bench fleet`, in its own process so the bench's client work does not disturb it.
  * Started with fork(); takes the director's flags; reports its port, then answers `reset` and `stats` messages with
- * the longest event-loop delay it saw (monitorEventLoopDelay, 5 ms resolution).
+ * the longest event-loop delay it saw (monitorEventLoopDelay, 5 ms resolution), the longest and the total garbage
+ * collection pause, and the CPU time it used since the last `reset`.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 
 import { parseConfig, parseFlags } from '../lib/config';
 import { createDirector } from '../lib/director';
@@ -11,15 +12,30 @@ import { createLogger } from '../lib/logger';
 
 const delay = monitorEventLoopDelay({ resolution: 5 });
 delay.enable();
+let gc = { maxMs: 0, totalMs: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) gc = { maxMs: Math.max(gc.maxMs, entry.duration), totalMs: gc.totalMs + entry.duration };
+}).observe({ entryTypes: ['gc'] });
+let cpu = process.cpuUsage();
 const config = parseConfig(parseFlags(process.argv.slice(2)).values, process.env);
 const director = createDirector(config, createLogger(config.logLevel));
 void director.listen().then((address) => process.send?.({ port: address.port }));
 process.on('message', (message) => {
   if (message === 'reset') {
     delay.reset();
+    gc = { maxMs: 0, totalMs: 0 };
+    cpu = process.cpuUsage();
     process.send?.({ reset: true });
   } else if (message === 'stats') {
-    process.send?.({ maxMs: delay.max / 1e6, p99Ms: delay.percentile(99) / 1e6 });
+    const used = process.cpuUsage(cpu);
+    process.send?.({
+      maxMs: delay.max / 1e6,
+      p99Ms: delay.percentile(99) / 1e6,
+      gcMaxMs: gc.maxMs,
+      gcTotalMs: gc.totalMs,
+      cpuMs: (used.user + used.system) / 1000,
+      rssMiB: process.memoryUsage.rss() / 2 ** 20,
+    });
   } else if (message === 'exit') {
     void director.close().then(() => process.exit(0));
   }

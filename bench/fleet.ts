@@ -9,6 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
 
 import express from 'express';
 
@@ -16,6 +17,8 @@ import { type Group, groupFromApi } from '../lib/core/group';
 import { type Node, parseNodeUrl } from '../lib/core/node';
 import { createFleet } from '../lib/fleet';
 import { createFleetRouter } from '../lib/http/fleet-api';
+import type { ListedGroup } from '../lib/nodes/client';
+import { readListing } from '../lib/nodes/listing';
 import { Placement } from '../lib/placement';
 import { freePort, stopChild, waitForPort } from '../spec/support/processes';
 
@@ -23,7 +26,7 @@ const GROUPS_PER_NODE = Number(process.env['BENCH_FLEET_GROUPS'] ?? 10_000);
 const FAMILIES = 5;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 
-type Answer = { status: number; bytes: number; ms: number; body?: string };
+type Answer = { path: string; status: number; bytes: number; ms: number; body?: string };
 
 function request(port: number, path: string, method = 'GET', body?: string, keep = false): Promise<Answer> {
   const started = performance.now();
@@ -36,7 +39,7 @@ function request(port: number, path: string, method = 'GET', body?: string, keep
         if (keep) chunks.push(chunk);
       });
       res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, bytes, ms: performance.now() - started, ...(keep ? { body: Buffer.concat(chunks).toString('utf8') } : {}) }),
+        resolve({ path, status: res.statusCode ?? 0, bytes, ms: performance.now() - started, ...(keep ? { body: Buffer.concat(chunks).toString('utf8') } : {}) }),
       );
     });
     req.on('error', reject);
@@ -65,6 +68,8 @@ async function populate(port: number, node: number): Promise<void> {
 type Director = { child: ChildProcess; port: number; ask(message: string): Promise<Record<string, number>> };
 
 async function startDirector(nodeUrls: readonly string[]): Promise<Director> {
+  // BENCH_FLEET_EXEC_ARGV passes Node flags to the director alone (`--cpu-prof`, `--trace-gc`) to see where time goes.
+  const execArgv = (process.env['BENCH_FLEET_EXEC_ARGV'] ?? '').split(' ').filter((flag) => flag !== '');
   const child = fork(join(__dirname, 'fleet-director.js'), [
     '--web.listen-address=127.0.0.1:0',
     '--mode=proxy',
@@ -73,7 +78,7 @@ async function startDirector(nodeUrls: readonly string[]): Promise<Director> {
     // A starved shared machine can take longer than the default 10 s to serve 10,000 groups: time the director, not that.
     `--proxy.timeout=${process.env['BENCH_FLEET_TIMEOUT'] ?? '60s'}`,
     ...nodeUrls.flatMap((url) => ['--node', url]),
-  ]);
+  ], { execArgv });
   const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
   const ask = (message: string): Promise<Record<string, number>> =>
     new Promise((resolve) => {
@@ -113,11 +118,11 @@ function pushProbe(port: number): { stop(): Promise<{ count: number; failed: num
 const fmt = (ms: number): string => `${ms.toFixed(0)} ms`;
 
 /**
- * fleetCodeAlone times the fleet code by itself, in this process: the listings are already parsed (what
- * NodeClient.listGroups returns), so what is measured is the view (owners, misplaced copies, order), the
+ * fleetCodeAlone times the fleet code by itself, in this process: the listings are already read (what
+ * NodeClient.eachGroup hands over), so what is measured is the view (owners, misplaced copies, order), the
  * /api/v1/metrics serialisation and a page, and how long they held this process's event loop.
  */
-async function fleetCodeAlone(urls: readonly string[], parsed: readonly Group[][]): Promise<void> {
+async function fleetCodeAlone(urls: readonly string[], parsed: readonly (readonly ListedGroup[])[]): Promise<void> {
   const nodes: Node[] = urls.map((url) => {
     const result = parseNodeUrl(url);
     if (!result.ok) throw new Error(result.message);
@@ -125,7 +130,17 @@ async function fleetCodeAlone(urls: readonly string[], parsed: readonly Group[][
   });
   const placement = new Placement({ vnodes: 500, hashKey: 'grouping-key' });
   placement.update(nodes);
-  const fleet = createFleet({ placement, client: { listGroups: (node) => Promise.resolve(parsed[nodes.indexOf(node)] ?? []) }, drain: [], cacheMs: 0, maxStaleMs: 0 });
+  // The listings as NodeClient.eachGroup hands them over, already read, yielding every 5 ms as its reader does.
+  const eachGroup = async (node: Node, visit: (group: Group, text: string) => void): Promise<void> => {
+    let since = performance.now();
+    for (const { group, text } of parsed[nodes.indexOf(node)] ?? []) {
+      visit(group, text);
+      if (performance.now() - since < 5) continue;
+      await new Promise(setImmediate);
+      since = performance.now();
+    }
+  };
+  const fleet = createFleet({ placement, client: { eachGroup }, drain: [], cacheMs: 0, maxStaleMs: 0 });
   const app = express();
   app.use(createFleetRouter({ fleet, staleAfterMs: 3_600_000, ui: true }));
   const server = http.createServer(app);
@@ -170,15 +185,17 @@ export async function fleetBench(): Promise<void> {
     await Promise.all(ports.map((port, n) => populate(port, n)));
     console.log(`populated ${3 * GROUPS_PER_NODE} groups in ${((performance.now() - populateStart) / 1000).toFixed(1)} s`);
 
-    // What NodeClient.listGroups does with each node's answer, timed alone: JSON.parse and groupFromApi, blocking.
-    const parsed: Group[][] = [];
+    // What the fleet does with each node's answer (NodeClient.eachGroup), timed alone: the listing reader cuts the
+    // elements and parses each, and the fleet keeps of each group its labels, push time and JSON text.
+    const parsed: ListedGroup[][] = [];
     for (const port of ports) {
       const raw = await request(port, '/api/v1/metrics', 'GET', undefined, true);
       const parseStart = performance.now();
-      const doc = JSON.parse(raw.body as string) as { data: unknown[] };
-      parsed.push(doc.data.map((group) => groupFromApi(group) as Group));
+      const groups: ListedGroup[] = [];
+      await readListing(Readable.from([Buffer.from(raw.body as string)]), (value, text) => groups.push({ group: groupFromApi(value) as Group, text }));
+      parsed.push(groups);
       const parseMs = performance.now() - parseStart;
-      console.log(`a node's /api/v1/metrics: ${(raw.bytes / 2 ** 20).toFixed(1)} MiB, served by the Pushgateway alone in ${fmt(raw.ms)}; JSON.parse + groupFromApi in one piece: ${fmt(parseMs)}`);
+      console.log(`a node's /api/v1/metrics: ${(raw.bytes / 2 ** 20).toFixed(1)} MiB, served by the Pushgateway alone in ${fmt(raw.ms)}; cut and parsed by the listing reader: ${fmt(parseMs)}`);
     }
     console.log('');
     await fleetCodeAlone(ports.map((port) => `http://127.0.0.1:${port}`), parsed);
@@ -186,24 +203,28 @@ export async function fleetBench(): Promise<void> {
 
     director = await startDirector(ports.map((port) => `http://127.0.0.1:${port}`));
     const d = director;
+    let slowestByPath = '';
     const phase = async (name: string, target: string, run: () => Promise<Answer[]>): Promise<void> => {
       await d.ask('reset');
       const probe = pushProbe(d.port);
+      const benchCpu = process.cpuUsage();
       const started = performance.now();
       const answers = await run();
       const wallMs = performance.now() - started;
       const pushes = await probe.stop();
       const stats = await d.ask('stats');
+      const benchUsed = process.cpuUsage(benchCpu);
       const statuses = [...new Set(answers.map((a) => a.status))].join(',');
       const bytes = answers.reduce((sum, a) => sum + a.bytes, 0) / answers.length;
       console.log(
-        `| ${name} | ${fmt(Math.max(...answers.map((a) => a.ms)))} | ${target} | ${(bytes / 2 ** 20).toFixed(2)} MiB, HTTP ${statuses} | ${fmt(stats['maxMs'] ?? 0)} | ${pushes.count} pushes (${pushes.failed} failed), slowest ${fmt(pushes.maxMs)} | ${fmt(wallMs)} |`,
+        `| ${name} | ${fmt(Math.max(...answers.map((a) => a.ms)))} | ${target} | ${(bytes / 2 ** 20).toFixed(2)} MiB, HTTP ${statuses} | ${fmt(stats['maxMs'] ?? 0)} | ${fmt(stats['gcMaxMs'] ?? 0)} / ${fmt(stats['gcTotalMs'] ?? 0)} | ${fmt(stats['cpuMs'] ?? 0)} (bench ${fmt((benchUsed.user + benchUsed.system) / 1000)}), RSS ${(stats['rssMiB'] ?? 0).toFixed(0)} MiB | ${pushes.count} pushes (${pushes.failed} failed), slowest ${fmt(pushes.maxMs)} | ${fmt(wallMs)} |`,
       );
+      if (answers.length > 1) slowestByPath = [...new Set(answers.map((a) => a.path))].map((path) => `${path} ${fmt(Math.max(...answers.filter((a) => a.path === path).map((a) => a.ms)))}`).join(', ');
     };
     const expire = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 5500));
 
-    console.log('| read | slowest answer | target | size | director event loop held at most | pushes proxied meanwhile | wall |');
-    console.log('|---|---|---|---|---|---|---|');
+    console.log('| read | slowest answer | target | size | director event loop held at most | GC pause longest / total | director CPU | pushes proxied meanwhile | wall |');
+    console.log('|---|---|---|---|---|---|---|---|---|');
     await phase('first read after start: /api/v1/metrics waits for the 3 listings', '(none)', async () => [await request(d.port, '/api/v1/metrics')]);
     await phase('/api/v1/metrics, view ready', '2 s', async () => [await request(d.port, '/api/v1/metrics')]);
     await phase('fleet page /?page=150', '1 s', async () => [await request(d.port, '/?page=150')]);
@@ -217,8 +238,9 @@ export async function fleetBench(): Promise<void> {
     );
     await phase('nothing (1 s idle: this machine\'s noise floor)', '', async () => {
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      return [{ status: 0, bytes: 0, ms: 0 }];
+      return [{ path: '', status: 0, bytes: 0, ms: 0 }];
     });
+    console.log(`\nslowest of the 20 readers, by path: ${slowestByPath}`);
     const metrics = await request(d.port, '/metrics', 'GET', undefined, true);
     const listings = [...(metrics.body ?? '').matchAll(/^pgw_director_fleet_listings_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
     console.log(`\nlistings made by the director over the whole run: ${listings} (at most 3 per 5 s)\n`);

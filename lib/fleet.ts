@@ -13,12 +13,14 @@ import { Counter, type Registry } from 'prom-client';
 
 import {
   type FleetCopy,
+  type FleetGroup,
   type FleetView,
   type Listing,
   type NodeRole,
   type OwnerOf,
   copiesOf,
   copySortKey,
+  fleetGroupOf,
   isNewerCopy,
   summarise,
 } from './core/fleet';
@@ -40,7 +42,8 @@ const SLICE = 2000;
 /** FleetOptions configures createFleet. */
 export type FleetOptions = Readonly<{
   placement: Placement;
-  client: Pick<NodeClient, 'listGroups'>;
+  /** Lists the nodes: `eachGroup`, keeping of each group what the view needs and its JSON text (FleetGroup). */
+  client: Pick<NodeClient, 'eachGroup'>;
   /** Nodes leaving the ring (`--reconcile.drain`) whose groups are still read. */
   drain: readonly Node[];
   /** Nodes discovery names that health checks took off the ring, read too (role `down`). @default none */
@@ -163,9 +166,10 @@ export function createFleet(options: FleetOptions): Fleet {
     ];
   };
 
-  const list = (node: Node, role: NodeRole, listedAt: number): Promise<Listing> =>
-    client.listGroups(node).then(
-      (groups) => {
+  const list = (node: Node, role: NodeRole, listedAt: number): Promise<Listing> => {
+    const groups: FleetGroup[] = [];
+    return client.eachGroup(node, (group, text) => groups.push(fleetGroupOf(group, text))).then(
+      () => {
         listings?.inc({ node: node.id, outcome: 'ok' });
         return { node, role, listedAt, groups, error: undefined };
       },
@@ -174,6 +178,7 @@ export function createFleet(options: FleetOptions): Fleet {
         return { node, role, listedAt, groups: undefined, error: describeListingError(error) };
       },
     );
+  };
 
   const build = async (ring: Ring, inputs: readonly Promise<Listing>[]): Promise<FleetView> => {
     const done = await Promise.all(inputs);

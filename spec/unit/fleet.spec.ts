@@ -17,20 +17,27 @@ const A = node('http://127.0.0.1:9091');
 const B = node('http://127.0.0.2:9091');
 const D = node('http://127.0.0.3:9091');
 
-/** A NodeClient double whose listings the spec settles by hand, counting every call. */
+/** The JSON text a node would send for a group (its element of `/api/v1/metrics`). */
+const textOf = (group: Group): string => JSON.stringify({ labels: group.labels, last_push_successful: group.lastPushSuccessful, ...group.families });
+
+/**
+ * A NodeClient double whose listings the spec settles by hand, counting every call: settling visits the groups given
+ * (then, for an Error, rejects, as a listing that breaks part-way does).
+ */
 function fakeClient() {
   const calls: string[] = [];
-  const pending = new Map<string, { resolve: (groups: Group[]) => void; reject: (error: Error) => void }[]>();
+  const pending = new Map<string, { visit: (group: Group, text: string) => void; resolve: () => void; reject: (error: Error) => void }[]>();
   return {
     calls,
-    listGroups(target: Node): Promise<Group[]> {
+    eachGroup(target: Node, visit: (group: Group, text: string) => void): Promise<void> {
       calls.push(target.id);
-      return new Promise((resolve, reject) => pending.set(target.id, [...(pending.get(target.id) ?? []), { resolve, reject }]));
+      return new Promise((resolve, reject) => pending.set(target.id, [...(pending.get(target.id) ?? []), { visit, resolve, reject }]));
     },
-    settle(id: string, outcome: Group[] | Error): void {
+    settle(id: string, outcome: Group[] | Error, visitedFirst: Group[] = []): void {
       for (const p of pending.get(id) ?? []) {
+        for (const group of outcome instanceof Error ? visitedFirst : outcome) p.visit(group, textOf(group));
         if (outcome instanceof Error) p.reject(outcome);
-        else p.resolve(outcome);
+        else p.resolve();
       }
       pending.delete(id);
     },
@@ -92,6 +99,18 @@ describe('createFleet', () => {
     advance(1000);
     await fleet.read();
     assert.equal(client.calls.length, 2);
+  });
+
+  it('keeps each group\'s JSON text as its node sent it, and nothing of a listing that broke part-way', async () => {
+    const { client, fleet } = setup();
+    const read = fleet.read();
+    const sent: Group = { labels: { job: 'x', zone: 'ü' }, lastPushSuccessful: false, pushTime: 7, families: { v: { type: 'GAUGE', metrics: [{ value: '1' }] } } };
+    client.settle(A.id, [sent]);
+    client.settle(B.id, new Error('listing 127.0.0.2:9091: the listing ends early (truncated JSON)'), [group('y')]);
+    const view = await read;
+    assert.deepEqual(view.copies.map((c) => [c.node.id, c.group.labels, c.group.lastPushSuccessful, c.group.pushTime]), [[A.id, sent.labels, false, 7]]);
+    assert.equal(Buffer.from(view.copies[0]?.group.json ?? []).toString('utf8'), textOf(sent));
+    assert.deepEqual(view.nodes.map((l) => [l.node.id, l.reachable, l.groups]), [[A.id, true, 1], [B.id, false, 0]]);
   });
 
   it('reads draining nodes after the ring members, and drops nodes that left', async () => {
