@@ -4,11 +4,9 @@
  * ask, a node is listed at most once per `cacheMs` and never twice at once: readers that arrive while a listing runs
  * share it. Readers do not wait for a refresh while the last view is younger than `maxStaleMs`: a Pushgateway takes
  * seconds to list 10,000 groups, and readers get the last view meanwhile. A node that cannot be listed is a Listing
- * with an error; it never hides the others. Building the view yields to the event loop between slices, so a large
- * fleet never holds pushes.
+ * with an error; it never hides the others. Building the view takes turns with the other background reads, one slice
+ * of the event loop at a time (lib/pace.ts), so a large fleet never holds pushes.
  */
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
-
 import { Counter, type Registry } from 'prom-client';
 
 import {
@@ -28,6 +26,7 @@ import { groupKeyOf } from './core/group';
 import type { Node } from './core/node';
 import type { Ring } from './core/ring';
 import type { NodeClient } from './nodes/client';
+import { BACKGROUND, type Pacer } from './pace';
 import type { Placement } from './placement';
 
 /** FLEET_CACHE_MS is how long a node's listing is reused: at most one listing per node per 5 s. */
@@ -36,8 +35,8 @@ export const FLEET_CACHE_MS = 5000;
 /** FLEET_MAX_STALE_MS is how old (from its listings' start) a view may be and still be served while a new one is made. */
 export const FLEET_MAX_STALE_MS = 60_000;
 
-/** Groups handled per slice of work before yielding to the event loop. */
-const SLICE = 2000;
+/** Groups handled between two looks at the pacer; a run of this many is sorted in one piece. */
+const UNIT = 500;
 
 /** FleetOptions configures createFleet. */
 export type FleetOptions = Readonly<{
@@ -56,6 +55,8 @@ export type FleetOptions = Readonly<{
   registry?: Registry;
   /** The clock, in milliseconds. @default Date.now */
   now?: () => number;
+  /** Hands out slices of the event loop to building a view. @default BACKGROUND (lib/pace.ts) */
+  pacer?: Pacer;
 }>;
 
 /** Fleet reads the fleet view. One per director; share it between every reader. */
@@ -74,8 +75,13 @@ export type Fleet = Readonly<{
 type Entry = { listedAt: number; listing: Promise<Listing>; settled: boolean };
 type Keyed = { key: string; copy: FleetCopy };
 
-/** mergeRuns merges two sorted runs, yielding to the event loop every SLICE elements. */
-async function mergeRuns(a: readonly Keyed[], b: readonly Keyed[]): Promise<Keyed[]> {
+/** breathe waits for the next slice when the pacer says this one is used up. */
+async function breathe(pacer: Pacer): Promise<void> {
+  if (pacer.due()) await pacer.next();
+}
+
+/** mergeRuns merges two sorted runs, yielding to the event loop when the pacer says so. */
+async function mergeRuns(a: readonly Keyed[], b: readonly Keyed[], pacer: Pacer): Promise<Keyed[]> {
   const out: Keyed[] = [];
   let i = 0;
   let j = 0;
@@ -89,42 +95,42 @@ async function mergeRuns(a: readonly Keyed[], b: readonly Keyed[]): Promise<Keye
       out.push(y);
       j++;
     }
-    if (out.length % SLICE === 0) await yieldToLoop();
+    if (out.length % UNIT === 0) await breathe(pacer);
   }
   return out;
 }
 
 /** sortInSlices sorts copies as copySortKey orders them: slices sorted apart, then merged, never in one piece. */
-async function sortInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]> {
+async function sortInSlices(copies: readonly FleetCopy[], pacer: Pacer): Promise<FleetCopy[]> {
   let runs: Keyed[][] = [];
-  for (let at = 0; at < copies.length; at += SLICE) {
-    const run = copies.slice(at, at + SLICE).map((copy) => ({ key: copySortKey(copy), copy }));
+  for (let at = 0; at < copies.length; at += UNIT) {
+    const run = copies.slice(at, at + UNIT).map((copy) => ({ key: copySortKey(copy), copy }));
     run.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     runs.push(run);
-    await yieldToLoop();
+    await breathe(pacer);
   }
   while (runs.length > 1) {
     const next: Keyed[][] = [];
-    for (let i = 0; i < runs.length; i += 2) next.push(i + 1 < runs.length ? await mergeRuns(runs[i] as Keyed[], runs[i + 1] as Keyed[]) : (runs[i] as Keyed[]));
+    for (let i = 0; i < runs.length; i += 2) next.push(i + 1 < runs.length ? await mergeRuns(runs[i] as Keyed[], runs[i + 1] as Keyed[], pacer) : (runs[i] as Keyed[]));
     runs = next;
   }
   return (runs[0] ?? []).map((entry) => entry.copy);
 }
 
 /** newestInSlices is newestCopies (lib/core/fleet.ts) in slices: the newest copy of each group, in order. */
-async function newestInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]> {
+async function newestInSlices(copies: readonly FleetCopy[], pacer: Pacer): Promise<FleetCopy[]> {
   const best = new Map<string, FleetCopy>();
-  for (let at = 0; at < copies.length; at += SLICE) {
-    for (const copy of copies.slice(at, at + SLICE)) {
+  for (let at = 0; at < copies.length; at += UNIT) {
+    for (const copy of copies.slice(at, at + UNIT)) {
       const current = best.get(copy.identity);
       if (current === undefined || isNewerCopy(copy, current)) best.set(copy.identity, copy);
     }
-    await yieldToLoop();
+    await breathe(pacer);
   }
   const newest: FleetCopy[] = [];
-  for (let at = 0; at < copies.length; at += SLICE) {
-    for (const copy of copies.slice(at, at + SLICE)) if (best.get(copy.identity) === copy) newest.push(copy);
-    await yieldToLoop();
+  for (let at = 0; at < copies.length; at += UNIT) {
+    for (const copy of copies.slice(at, at + UNIT)) if (best.get(copy.identity) === copy) newest.push(copy);
+    await breathe(pacer);
   }
   return newest;
 }
@@ -140,6 +146,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const cacheMs = options.cacheMs ?? FLEET_CACHE_MS;
   const maxStaleMs = options.maxStaleMs ?? FLEET_MAX_STALE_MS;
   const now = options.now ?? Date.now;
+  const pacer = options.pacer ?? BACKGROUND;
   const listings = options.registry === undefined
     ? undefined
     : new Counter({
@@ -188,13 +195,13 @@ export function createFleet(options: FleetOptions): Fleet {
     const copies: FleetCopy[] = [];
     for (const listing of done) {
       const groups = listing.groups ?? [];
-      for (let at = 0; at < groups.length; at += SLICE) {
-        for (const copy of copiesOf({ ...listing, groups: groups.slice(at, at + SLICE) }, ownerOf)) copies.push(copy);
-        await yieldToLoop();
+      for (let at = 0; at < groups.length; at += UNIT) {
+        for (const copy of copiesOf({ ...listing, groups: groups.slice(at, at + UNIT) }, ownerOf)) copies.push(copy);
+        await breathe(pacer);
       }
     }
-    const sorted = await sortInSlices(copies);
-    const newest = await newestInSlices(sorted);
+    const sorted = await sortInSlices(copies, pacer);
+    const newest = await newestInSlices(sorted, pacer);
     const shareList = ring.shares();
     const shares = new Map(ring.nodes.map((node, i) => [node.id, shareList[i] ?? 0]));
     return { nodes: summarise(done, sorted, (node) => shares.get(node.id) ?? 0), copies: sorted, newest };

@@ -2,17 +2,17 @@
  * Readers' routes over the fleet view: `GET /api/v1/metrics` in the Pushgateway's own shape (the newest copy of every
  * group of the fleet, listed once), `GET /api/v1/fleet/groups` (every copy, where it sits, filters and pages) and the
  * fleet page at `/` and `/groups`. All read-only. The large answer, /api/v1/metrics, is the nodes' own element texts
- * copied into a few Buffers once per view, in slices that yield to the event loop; every reader is written the same
+ * copied into a few Buffers once per view, taking turns on the event loop with the other background reads; every reader is written the same
  * Buffers with back-pressure, so many readers of a large fleet cost one copy and never hold pushes.
  */
 import type { ServerResponse } from 'node:http';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 import { type Request, type Response, Router } from 'express';
 
 import { type FleetCopy, type FleetQuery, type FleetView, type NodeRole, filterCopies, isStale, parseFleetQuery } from '../core/fleet';
 import type { Node } from '../core/node';
 import type { Fleet } from '../fleet';
+import { BACKGROUND, type Pacer } from '../pace';
 import { FLEET_PAGE_CSP, type NodeLine, renderFleetPage } from './fleet-page';
 import { sendText } from './text';
 
@@ -33,13 +33,13 @@ export type FleetRoutesOptions = Readonly<{
   health?: NodeHealth;
   /** The clock, in milliseconds. @default Date.now */
   now?: () => number;
+  /** Hands out slices of the event loop to rendering /api/v1/metrics. @default BACKGROUND (lib/pace.ts) */
+  pacer?: Pacer;
 }>;
 
 /** Rows per page of the fleet page, and copies per answer of /api/v1/fleet/groups when no limit is given. */
 const PAGE_ROWS = 100;
 const API_LIMIT = 1000;
-/** Serialise for at most this long before yielding to the event loop. */
-const SLICE_MS = 8;
 /** The answer is cut into Buffers of about this size, each written to a reader's socket in one call. */
 const CHUNK_BYTES = 1 << 20;
 
@@ -58,11 +58,10 @@ type MetricsBody = { made: Promise<readonly Buffer[]>; chunks?: readonly Buffer[
  * node sent it (FleetGroup.json), comma-separated inside the Pushgateway's envelope. Copying bytes is all it does, and
  * it yields to the event loop between slices all the same.
  */
-async function serialiseMetrics(copies: readonly FleetCopy[]): Promise<readonly Buffer[]> {
+async function serialiseMetrics(copies: readonly FleetCopy[], pacer: Pacer): Promise<readonly Buffer[]> {
   const chunks: Buffer[] = [];
   let parts: Uint8Array[] = [METRICS_HEAD];
   let size = METRICS_HEAD.length;
-  let sliceStart = performance.now();
   for (let i = 0; i < copies.length; i++) {
     const json = (copies[i] as FleetCopy).group.json;
     if (i > 0) parts.push(COMMA);
@@ -73,10 +72,7 @@ async function serialiseMetrics(copies: readonly FleetCopy[]): Promise<readonly 
       parts = [];
       size = 0;
     }
-    if (i % 256 === 255 && performance.now() - sliceStart > SLICE_MS) {
-      await yieldToLoop();
-      sliceStart = performance.now();
-    }
+    if (i % 256 === 255 && pacer.due()) await pacer.next();
   }
   parts.push(METRICS_TAIL);
   chunks.push(Buffer.concat(parts, size + METRICS_TAIL.length));
@@ -136,6 +132,7 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
   const { fleet, staleAfterMs } = options;
   const health = options.health ?? defaultHealth;
   const now = options.now ?? Date.now;
+  const pacer = options.pacer ?? BACKGROUND;
   const router = Router();
   const metricsBodies = new WeakMap<FleetView, MetricsBody>();
   // The last answer made, served while the next view's answer is being serialised (as long as it is not too old).
@@ -150,7 +147,7 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
     }
     let body = metricsBodies.get(view);
     if (body === undefined) {
-      const made = serialiseMetrics(view.newest);
+      const made = serialiseMetrics(view.newest, pacer);
       const created: MetricsBody = {
         made,
         oldestListedAt: Math.min(...view.nodes.map((line) => line.listedAt)),

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 
 import { DataArrayScanner, ListingError, readListing } from '../../../lib/nodes/listing';
+import { createPacer } from '../../../lib/pace';
 
 /** A seeded generator (mulberry32), so a failing document can be reproduced from the seed in the message. */
 function random(seed: number): () => number {
@@ -221,7 +222,7 @@ describe('readListing', () => {
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
     let count = 0;
-    await readListing(stream([body.subarray(0, body.length >> 1), body.subarray(body.length >> 1)]), () => count++, { budgetMs: 2 });
+    await readListing(stream([body.subarray(0, body.length >> 1), body.subarray(body.length >> 1)]), () => count++, { pacer: createPacer({ sliceMs: 2 }) });
     clearInterval(timer);
     assert.equal(count, 50_000);
     assert.ok(ticks > 0, 'no timer ran while the listing was read');
