@@ -156,6 +156,11 @@ export function createFleet(options: FleetOptions): Fleet {
       registers: [options.registry],
     });
   const cache = new Map<string, Entry>();
+  // Per node, the groups of its last complete listing by their JSON text: an element whose text did not change since
+  // (most of them, 5 s apart) is taken over as it is, neither parsed nor rebuilt.
+  const lastGroups = new Map<string, ReadonlyMap<string, FleetGroup>>();
+  // Owners by group identity on the ring of the last view, carried over to the next view while the ring stays.
+  let owners: { ring: Ring; byIdentity: Map<string, Node | undefined> } | undefined;
   let memo: { ring: Ring; inputs: readonly Promise<Listing>[]; view: Promise<FleetView> } | undefined;
   // The last view made, for readers that need not wait: its ring and when its oldest listing started.
   let latest: { ring: Ring; view: FleetView; oldestListedAt: number } | undefined;
@@ -173,11 +178,24 @@ export function createFleet(options: FleetOptions): Fleet {
     ];
   };
 
-  const list = (node: Node, role: NodeRole, listedAt: number): Promise<Listing> => {
+  const list = (key: string, node: Node, role: NodeRole, listedAt: number): Promise<Listing> => {
     const groups: FleetGroup[] = [];
-    return client.eachGroup(node, (group, text) => groups.push(fleetGroupOf(group, text))).then(
+    const before = lastGroups.get(key);
+    const byText = new Map<string, FleetGroup>();
+    const keep = (group: FleetGroup, text: string): void => {
+      groups.push(group);
+      byText.set(text, group);
+    };
+    const known = (text: string): boolean => {
+      const group = before?.get(text);
+      if (group === undefined) return false;
+      keep(group, text);
+      return true;
+    };
+    return client.eachGroup(node, (group, text) => keep(fleetGroupOf(group, text), text), before === undefined ? {} : { known }).then(
       () => {
         listings?.inc({ node: node.id, outcome: 'ok' });
+        lastGroups.set(key, byText);
         return { node, role, listedAt, groups, error: undefined };
       },
       (error: unknown) => {
@@ -190,8 +208,15 @@ export function createFleet(options: FleetOptions): Fleet {
   const build = async (ring: Ring, inputs: readonly Promise<Listing>[]): Promise<FleetView> => {
     const done = await Promise.all(inputs);
     // Owners are only defined for the canonical key: under --hash.key=path they depend on how each push was spelled.
-    const ownerOf: OwnerOf =
-      placement.hashKey === 'grouping-key' ? (labels) => ring.lookup(placement.hash(groupKeyOf(labels), '')) : () => undefined;
+    const lookup: OwnerOf = (labels) => ring.lookup(placement.hash(groupKeyOf(labels), ''));
+    const previous = owners?.ring === ring ? owners.byIdentity : undefined;
+    const byIdentity = new Map<string, Node | undefined>();
+    const cachedLookup: OwnerOf = (labels, identity) => {
+      const owner = previous !== undefined && previous.has(identity) ? previous.get(identity) : lookup(labels, identity);
+      byIdentity.set(identity, owner);
+      return owner;
+    };
+    const ownerOf: OwnerOf = placement.hashKey === 'grouping-key' ? cachedLookup : () => undefined;
     const copies: FleetCopy[] = [];
     for (const listing of done) {
       const groups = listing.groups ?? [];
@@ -200,6 +225,7 @@ export function createFleet(options: FleetOptions): Fleet {
         await breathe(pacer);
       }
     }
+    owners = { ring, byIdentity };
     const sorted = await sortInSlices(copies, pacer);
     const newest = await newestInSlices(sorted, pacer);
     const shareList = ring.shares();
@@ -218,7 +244,7 @@ export function createFleet(options: FleetOptions): Fleet {
       let entry = cache.get(key);
       // A new listing only when the last one is done and due: never two at once towards one node.
       if (entry === undefined || (entry.settled && at - entry.listedAt >= cacheMs)) {
-        const fresh: Entry = { listedAt: at, listing: list(node, role, at), settled: false };
+        const fresh: Entry = { listedAt: at, listing: list(key, node, role, at), settled: false };
         void fresh.listing.then(() => (fresh.settled = true));
         entry = fresh;
         cache.set(key, entry);
@@ -226,6 +252,7 @@ export function createFleet(options: FleetOptions): Fleet {
       return entry.listing;
     });
     for (const key of cache.keys()) if (!keys.has(key)) cache.delete(key);
+    for (const key of lastGroups.keys()) if (!keys.has(key)) lastGroups.delete(key);
     const same = memo !== undefined && memo.ring === ring && memo.inputs.length === inputs.length && memo.inputs.every((p, i) => p === inputs[i]);
     if (!same || memo === undefined) {
       const view = build(ring, inputs);

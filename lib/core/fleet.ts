@@ -16,6 +16,8 @@ import type { Node } from './node';
  */
 export type FleetGroup = Readonly<{
   labels: Readonly<Record<string, string>>;
+  /** groupIdentity of the labels, made once. */
+  identity: string;
   lastPushSuccessful: boolean;
   pushTime: number;
   json: Uint8Array;
@@ -23,7 +25,13 @@ export type FleetGroup = Readonly<{
 
 /** fleetGroupOf keeps what the fleet needs of a listed group and the JSON text of its element. */
 export function fleetGroupOf(group: Group, text: string): FleetGroup {
-  return { labels: group.labels, lastPushSuccessful: group.lastPushSuccessful, pushTime: group.pushTime, json: Buffer.from(text, 'utf8') };
+  return {
+    labels: group.labels,
+    identity: groupIdentity(group.labels),
+    lastPushSuccessful: group.lastPushSuccessful,
+    pushTime: group.pushTime,
+    json: Buffer.from(text, 'utf8'),
+  };
 }
 
 /**
@@ -79,20 +87,20 @@ export type FleetView = Readonly<{
   newest: readonly FleetCopy[];
 }>;
 
-/** OwnerOf returns the owner of a group's labels on the current ring, or undefined. */
-export type OwnerOf = (labels: Readonly<Record<string, string>>) => Node | undefined;
+/** OwnerOf returns the owner of a group's labels (whose groupIdentity is `identity`) on the current ring, or undefined. */
+export type OwnerOf = (labels: Readonly<Record<string, string>>, identity: string) => Node | undefined;
 
 /** copiesOf returns the copies one listing holds, each placed against its owner. An unlisted node holds none. */
 export function copiesOf(listing: Listing, ownerOf: OwnerOf): FleetCopy[] {
   const copies: FleetCopy[] = [];
   for (const group of listing.groups ?? []) {
-    const owner = ownerOf(group.labels);
+    const owner = ownerOf(group.labels, group.identity);
     copies.push({
       group,
       node: listing.node,
       owner,
       misplaced: owner !== undefined && owner.id !== listing.node.id,
-      identity: groupIdentity(group.labels),
+      identity: group.identity,
       job: group.labels['job'] ?? '',
     });
   }

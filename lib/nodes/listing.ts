@@ -188,6 +188,13 @@ export type ReadListingOptions = Readonly<{
    * @default BACKGROUND (lib/pace.ts), shared with the other background reads
    */
   pacer?: Pacer;
+  /**
+   * Called with each element's text before it is parsed: true says the caller already holds an identical element it
+   * read (and had parsed) before, so this one is neither parsed nor passed to `onElement`. Identical text parses to
+   * an identical value, so nothing is lost but the work.
+   * @default none: every element is parsed
+   */
+  known?: (text: string) => boolean;
 }>;
 
 /**
@@ -201,9 +208,14 @@ export async function readListing(
   options: ReadListingOptions = {},
 ): Promise<void> {
   const pacer = options.pacer ?? BACKGROUND;
+  const { known } = options;
   const scanner = new DataArrayScanner();
   for await (const chunk of body) {
     for (const text of scanner.write(chunk)) {
+      if (known?.(text) === true) {
+        if (pacer.due()) await pacer.next();
+        continue;
+      }
       let value: unknown;
       try {
         value = JSON.parse(text);

@@ -5,6 +5,7 @@ import type { Group } from '../../lib/core/group';
 import { type Node, parseNodeUrl } from '../../lib/core/node';
 import { newestCopies, sortCopies } from '../../lib/core/fleet';
 import { createFleet } from '../../lib/fleet';
+import type { EachGroupOptions } from '../../lib/nodes/client';
 import { Placement } from '../../lib/placement';
 import { until } from '../support/wait';
 
@@ -26,16 +27,25 @@ const textOf = (group: Group): string => JSON.stringify({ labels: group.labels, 
  */
 function fakeClient() {
   const calls: string[] = [];
-  const pending = new Map<string, { visit: (group: Group, text: string) => void; resolve: () => void; reject: (error: Error) => void }[]>();
+  const parsed: string[] = [];
+  type Pending = { visit: (group: Group, text: string) => void; known: ((text: string) => boolean) | undefined; resolve: () => void; reject: (error: Error) => void };
+  const pending = new Map<string, Pending[]>();
   return {
     calls,
-    eachGroup(target: Node, visit: (group: Group, text: string) => void): Promise<void> {
+    /** The texts of the groups visited (parsed), in order; those the fleet said it knew are not. */
+    parsed,
+    eachGroup(target: Node, visit: (group: Group, text: string) => void, options: EachGroupOptions = {}): Promise<void> {
       calls.push(target.id);
-      return new Promise((resolve, reject) => pending.set(target.id, [...(pending.get(target.id) ?? []), { visit, resolve, reject }]));
+      return new Promise((resolve, reject) => pending.set(target.id, [...(pending.get(target.id) ?? []), { visit, known: options.known, resolve, reject }]));
     },
     settle(id: string, outcome: Group[] | Error, visitedFirst: Group[] = []): void {
       for (const p of pending.get(id) ?? []) {
-        for (const group of outcome instanceof Error ? visitedFirst : outcome) p.visit(group, textOf(group));
+        for (const group of outcome instanceof Error ? visitedFirst : outcome) {
+          const text = textOf(group);
+          if (p.known?.(text) === true) continue;
+          parsed.push(text);
+          p.visit(group, text);
+        }
         if (outcome instanceof Error) p.reject(outcome);
         else p.resolve();
       }
@@ -111,6 +121,38 @@ describe('createFleet', () => {
     assert.deepEqual(view.copies.map((c) => [c.node.id, c.group.labels, c.group.lastPushSuccessful, c.group.pushTime]), [[A.id, sent.labels, false, 7]]);
     assert.equal(Buffer.from(view.copies[0]?.group.json ?? []).toString('utf8'), textOf(sent));
     assert.deepEqual(view.nodes.map((l) => [l.node.id, l.reachable, l.groups]), [[A.id, true, 1], [B.id, false, 0]]);
+  });
+
+  it('takes over the groups whose text did not change since the last complete listing, unparsed, and parses the others', async () => {
+    const { client, fleet, advance } = setup();
+    const [x, y, z] = [group('x'), group('y'), group('z')];
+    const first = fleet.read();
+    client.settle(A.id, [x, y]);
+    client.settle(B.id, [z]);
+    const before = await first;
+    advance(5000);
+    const next = fleet.read();
+    client.parsed.length = 0;
+    const pushedAgain: Group = { ...y, pushTime: 2, families: { push_time_seconds: { type: 'GAUGE', metrics: [{ value: '2' }] } } };
+    client.settle(A.id, [x, pushedAgain]);
+    client.settle(B.id, new Error('listing 127.0.0.2:9091: HTTP 500'));
+    const after = await next;
+    assert.deepEqual(client.parsed, [textOf(pushedAgain)], 'only the changed group is parsed');
+    const copyOf = (view: typeof after, job: string) => view.copies.find((c) => c.job === job)?.group;
+    assert.equal(copyOf(after, 'x'), copyOf(before, 'x'), 'the unchanged group is the same object');
+    assert.equal(copyOf(after, 'y')?.pushTime, 2);
+    assert.equal(Buffer.from(copyOf(after, 'y')?.json ?? []).toString(), textOf(pushedAgain));
+    assert.equal(copyOf(after, 'z'), undefined, 'the failed node holds nothing');
+    // A failed listing keeps what the last complete one knew: B's group is taken over once B answers again.
+    advance(5000);
+    const third = fleet.read();
+    client.parsed.length = 0;
+    client.settle(A.id, [x, pushedAgain]);
+    client.settle(B.id, [z]);
+    const last = await third;
+    assert.deepEqual(client.parsed, []);
+    assert.equal(copyOf(last, 'z'), copyOf(before, 'z'));
+    assert.deepEqual(last.copies.map((c) => [c.job, c.node.id, c.misplaced]), before.copies.map((c) => [c.job, c.node.id, c.misplaced]));
   });
 
   it('reads draining nodes after the ring members, and drops nodes that left', async () => {

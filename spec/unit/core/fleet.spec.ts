@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { type FleetCopy, type FleetGroup, type Listing, copiesOf, filterCopies, newestCopies, parseFleetQuery, sortCopies, summarise } from '../../../lib/core/fleet';
+import { groupIdentity } from '../../../lib/core/group';
 import type { Node } from '../../../lib/core/node';
 
 const A: Node = { id: 'a:9091', url: 'http://a:9091' };
 const B: Node = { id: 'b:9091', url: 'http://b:9091' };
-const group = (labels: Record<string, string>, pushTime: number): FleetGroup => ({ labels, lastPushSuccessful: true, pushTime, json: new Uint8Array() });
+const group = (labels: Record<string, string>, pushTime: number): FleetGroup => ({ labels, identity: groupIdentity(labels), lastPushSuccessful: true, pushTime, json: new Uint8Array() });
 const listing = (node: Node, groups: FleetGroup[] | undefined): Listing => ({
   node,
   role: 'member',

@@ -216,6 +216,16 @@ describe('readListing', () => {
     assert.deepEqual(outcome, { ok: false, message: 'the listing is not a Pushgateway listing: too much outside its data array' });
   });
 
+  it('neither parses nor passes on the elements the caller says it knows, and still checks the whole document', async () => {
+    const body = Buffer.from('{"status":"success","data":[{"a":1},{"b":2},{"a":1}]}');
+    const asked: string[] = [];
+    const passed: unknown[] = [];
+    await readListing(stream([body]), (value) => passed.push(value), { known: (text) => (asked.push(text), text === '{"a":1}') });
+    assert.deepEqual(asked, ['{"a":1}', '{"b":2}', '{"a":1}']);
+    assert.deepEqual(passed, [{ b: 2 }]);
+    await assert.rejects(readListing(stream([Buffer.from('{"data":[{"a":1}],}')]), () => undefined, { known: () => true }), ListingError);
+  });
+
   it('lets timers run while it reads a large listing that is already buffered', async () => {
     const group = JSON.stringify({ labels: { job: 'j', instance: 'i' }, m: { metrics: [{ value: '1', labels: { a: 'b' } }] } });
     const body = Buffer.from(`{"status":"success","data":[${Array.from({ length: 50_000 }, () => group).join(',')}]}`);
