@@ -2,7 +2,8 @@
  * The director under `npm run bench fleet`, in its own process so the bench's client work does not disturb it.
  * Started with fork(); takes the director's flags; reports its port, then answers `reset` and `stats` messages with
  * the longest event-loop delay it saw (monitorEventLoopDelay, 5 ms resolution), the longest and the total garbage
- * collection pause, and the CPU time it used since the last `reset`.
+ * collection pause, the CPU time it used since the last `reset`, and the longest gap between two ticks of a 2 ms
+ * timer with the CPU (all threads) the process used during that gap.
  */
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 
@@ -17,6 +18,19 @@ new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) gc = { maxMs: Math.max(gc.maxMs, entry.duration), totalMs: gc.totalMs + entry.duration };
 }).observe({ entryTypes: ['gc'] });
 let cpu = process.cpuUsage();
+
+// The longest stall of the loop, with the CPU the process used meanwhile: CPU near the stall's length means the
+// director was working (its own code or GC); much less means it was runnable but the machine ran something else.
+let stall = { ms: 0, cpuMs: 0 };
+let tickAt = performance.now();
+let tickCpu = process.cpuUsage();
+setInterval(() => {
+  const at = performance.now();
+  const used = process.cpuUsage(tickCpu);
+  if (at - tickAt > stall.ms) stall = { ms: at - tickAt, cpuMs: (used.user + used.system) / 1000 };
+  tickAt = at;
+  tickCpu = process.cpuUsage();
+}, 2).unref();
 const config = parseConfig(parseFlags(process.argv.slice(2)).values, process.env);
 const director = createDirector(config, createLogger(config.logLevel));
 void director.listen().then((address) => process.send?.({ port: address.port }));
@@ -25,6 +39,7 @@ process.on('message', (message) => {
     delay.reset();
     gc = { maxMs: 0, totalMs: 0 };
     cpu = process.cpuUsage();
+    stall = { ms: 0, cpuMs: 0 };
     process.send?.({ reset: true });
   } else if (message === 'stats') {
     const used = process.cpuUsage(cpu);
@@ -35,6 +50,8 @@ process.on('message', (message) => {
       gcTotalMs: gc.totalMs,
       cpuMs: (used.user + used.system) / 1000,
       rssMiB: process.memoryUsage.rss() / 2 ** 20,
+      stallMs: stall.ms,
+      stallCpuMs: stall.cpuMs,
     });
   } else if (message === 'exit') {
     void director.close().then(() => process.exit(0));
