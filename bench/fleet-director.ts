@@ -28,6 +28,11 @@ setInterval(() => {
   const at = performance.now();
   const used = process.cpuUsage(tickCpu);
   if (at - tickAt > stall.ms) stall = { ms: at - tickAt, cpuMs: (used.user + used.system) / 1000 };
+  // BENCH_FLEET_STALLS=1 prints each stall over 40 ms on the monotonic clock in µs, the clock --cpu-prof samples use.
+  if (process.env['BENCH_FLEET_STALLS'] !== undefined && at - tickAt > 40) {
+    const nowUs = Number(process.hrtime.bigint() / 1000n);
+    console.error(JSON.stringify({ stall: { fromUs: nowUs - Math.round((at - tickAt) * 1000), toUs: nowUs, cpuMs: (used.user + used.system) / 1000 } }));
+  }
   tickAt = at;
   tickCpu = process.cpuUsage();
 }, 2).unref();
