@@ -4,21 +4,21 @@
  * ask, a node is listed at most once per `cacheMs` and never twice at once: readers that arrive while a listing runs
  * share it. Readers do not wait for a refresh while the last view is younger than `maxStaleMs`: a Pushgateway takes
  * seconds to list 10,000 groups, and readers get the last view meanwhile. A node that cannot be listed is a Listing
- * with an error; it never hides the others. Building the view yields to the event loop between slices, so a large
- * fleet never holds pushes.
+ * with an error; it never hides the others. Building the view takes turns with the other background reads, one slice
+ * of the event loop at a time (lib/pace.ts), so a large fleet never holds pushes.
  */
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
-
 import { Counter, type Registry } from 'prom-client';
 
 import {
   type FleetCopy,
+  type FleetGroup,
   type FleetView,
   type Listing,
   type NodeRole,
   type OwnerOf,
   copiesOf,
   copySortKey,
+  fleetGroupOf,
   isNewerCopy,
   summarise,
 } from './core/fleet';
@@ -26,6 +26,7 @@ import { groupKeyOf } from './core/group';
 import type { Node } from './core/node';
 import type { Ring } from './core/ring';
 import type { NodeClient } from './nodes/client';
+import { BACKGROUND, type Pacer } from './pace';
 import type { Placement } from './placement';
 
 /** FLEET_CACHE_MS is how long a node's listing is reused: at most one listing per node per 5 s. */
@@ -34,13 +35,14 @@ export const FLEET_CACHE_MS = 5000;
 /** FLEET_MAX_STALE_MS is how old (from its listings' start) a view may be and still be served while a new one is made. */
 export const FLEET_MAX_STALE_MS = 60_000;
 
-/** Groups handled per slice of work before yielding to the event loop. */
-const SLICE = 2000;
+/** Groups handled between two looks at the pacer; a run of this many is sorted in one piece. */
+const UNIT = 500;
 
 /** FleetOptions configures createFleet. */
 export type FleetOptions = Readonly<{
   placement: Placement;
-  client: Pick<NodeClient, 'listGroups'>;
+  /** Lists the nodes: `eachGroup`, keeping of each group what the view needs and its JSON text (FleetGroup). */
+  client: Pick<NodeClient, 'eachGroup'>;
   /** Nodes leaving the ring (`--reconcile.drain`) whose groups are still read. */
   drain: readonly Node[];
   /** Nodes discovery names that health checks took off the ring, read too (role `down`). @default none */
@@ -53,6 +55,8 @@ export type FleetOptions = Readonly<{
   registry?: Registry;
   /** The clock, in milliseconds. @default Date.now */
   now?: () => number;
+  /** Hands out slices of the event loop to building a view. @default BACKGROUND (lib/pace.ts) */
+  pacer?: Pacer;
 }>;
 
 /** Fleet reads the fleet view. One per director; share it between every reader. */
@@ -71,8 +75,13 @@ export type Fleet = Readonly<{
 type Entry = { listedAt: number; listing: Promise<Listing>; settled: boolean };
 type Keyed = { key: string; copy: FleetCopy };
 
-/** mergeRuns merges two sorted runs, yielding to the event loop every SLICE elements. */
-async function mergeRuns(a: readonly Keyed[], b: readonly Keyed[]): Promise<Keyed[]> {
+/** breathe waits for the next slice when the pacer says this one is used up. */
+async function breathe(pacer: Pacer): Promise<void> {
+  if (pacer.due()) await pacer.next();
+}
+
+/** mergeRuns merges two sorted runs, yielding to the event loop when the pacer says so. */
+async function mergeRuns(a: readonly Keyed[], b: readonly Keyed[], pacer: Pacer): Promise<Keyed[]> {
   const out: Keyed[] = [];
   let i = 0;
   let j = 0;
@@ -86,42 +95,42 @@ async function mergeRuns(a: readonly Keyed[], b: readonly Keyed[]): Promise<Keye
       out.push(y);
       j++;
     }
-    if (out.length % SLICE === 0) await yieldToLoop();
+    if (out.length % UNIT === 0) await breathe(pacer);
   }
   return out;
 }
 
 /** sortInSlices sorts copies as copySortKey orders them: slices sorted apart, then merged, never in one piece. */
-async function sortInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]> {
+async function sortInSlices(copies: readonly FleetCopy[], pacer: Pacer): Promise<FleetCopy[]> {
   let runs: Keyed[][] = [];
-  for (let at = 0; at < copies.length; at += SLICE) {
-    const run = copies.slice(at, at + SLICE).map((copy) => ({ key: copySortKey(copy), copy }));
+  for (let at = 0; at < copies.length; at += UNIT) {
+    const run = copies.slice(at, at + UNIT).map((copy) => ({ key: copySortKey(copy), copy }));
     run.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     runs.push(run);
-    await yieldToLoop();
+    await breathe(pacer);
   }
   while (runs.length > 1) {
     const next: Keyed[][] = [];
-    for (let i = 0; i < runs.length; i += 2) next.push(i + 1 < runs.length ? await mergeRuns(runs[i] as Keyed[], runs[i + 1] as Keyed[]) : (runs[i] as Keyed[]));
+    for (let i = 0; i < runs.length; i += 2) next.push(i + 1 < runs.length ? await mergeRuns(runs[i] as Keyed[], runs[i + 1] as Keyed[], pacer) : (runs[i] as Keyed[]));
     runs = next;
   }
   return (runs[0] ?? []).map((entry) => entry.copy);
 }
 
 /** newestInSlices is newestCopies (lib/core/fleet.ts) in slices: the newest copy of each group, in order. */
-async function newestInSlices(copies: readonly FleetCopy[]): Promise<FleetCopy[]> {
+async function newestInSlices(copies: readonly FleetCopy[], pacer: Pacer): Promise<FleetCopy[]> {
   const best = new Map<string, FleetCopy>();
-  for (let at = 0; at < copies.length; at += SLICE) {
-    for (const copy of copies.slice(at, at + SLICE)) {
+  for (let at = 0; at < copies.length; at += UNIT) {
+    for (const copy of copies.slice(at, at + UNIT)) {
       const current = best.get(copy.identity);
       if (current === undefined || isNewerCopy(copy, current)) best.set(copy.identity, copy);
     }
-    await yieldToLoop();
+    await breathe(pacer);
   }
   const newest: FleetCopy[] = [];
-  for (let at = 0; at < copies.length; at += SLICE) {
-    for (const copy of copies.slice(at, at + SLICE)) if (best.get(copy.identity) === copy) newest.push(copy);
-    await yieldToLoop();
+  for (let at = 0; at < copies.length; at += UNIT) {
+    for (const copy of copies.slice(at, at + UNIT)) if (best.get(copy.identity) === copy) newest.push(copy);
+    await breathe(pacer);
   }
   return newest;
 }
@@ -137,6 +146,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const cacheMs = options.cacheMs ?? FLEET_CACHE_MS;
   const maxStaleMs = options.maxStaleMs ?? FLEET_MAX_STALE_MS;
   const now = options.now ?? Date.now;
+  const pacer = options.pacer ?? BACKGROUND;
   const listings = options.registry === undefined
     ? undefined
     : new Counter({
@@ -146,6 +156,11 @@ export function createFleet(options: FleetOptions): Fleet {
       registers: [options.registry],
     });
   const cache = new Map<string, Entry>();
+  // Per node, the groups of its last complete listing by their JSON text: an element whose text did not change since
+  // (most of them, 5 s apart) is taken over as it is, neither parsed nor rebuilt.
+  const lastGroups = new Map<string, ReadonlyMap<string, FleetGroup>>();
+  // Owners by group identity on the ring of the last view, carried over to the next view while the ring stays.
+  let owners: { ring: Ring; byIdentity: Map<string, Node | undefined> } | undefined;
   let memo: { ring: Ring; inputs: readonly Promise<Listing>[]; view: Promise<FleetView> } | undefined;
   // The last view made, for readers that need not wait: its ring and when its oldest listing started.
   let latest: { ring: Ring; view: FleetView; oldestListedAt: number } | undefined;
@@ -163,10 +178,24 @@ export function createFleet(options: FleetOptions): Fleet {
     ];
   };
 
-  const list = (node: Node, role: NodeRole, listedAt: number): Promise<Listing> =>
-    client.listGroups(node).then(
-      (groups) => {
+  const list = (key: string, node: Node, role: NodeRole, listedAt: number): Promise<Listing> => {
+    const groups: FleetGroup[] = [];
+    const before = lastGroups.get(key);
+    const byText = new Map<string, FleetGroup>();
+    const keep = (group: FleetGroup, text: string): void => {
+      groups.push(group);
+      byText.set(text, group);
+    };
+    const known = (text: string): boolean => {
+      const group = before?.get(text);
+      if (group === undefined) return false;
+      keep(group, text);
+      return true;
+    };
+    return client.eachGroup(node, (group, text) => keep(fleetGroupOf(group, text), text), before === undefined ? {} : { known }).then(
+      () => {
         listings?.inc({ node: node.id, outcome: 'ok' });
+        lastGroups.set(key, byText);
         return { node, role, listedAt, groups, error: undefined };
       },
       (error: unknown) => {
@@ -174,22 +203,31 @@ export function createFleet(options: FleetOptions): Fleet {
         return { node, role, listedAt, groups: undefined, error: describeListingError(error) };
       },
     );
+  };
 
   const build = async (ring: Ring, inputs: readonly Promise<Listing>[]): Promise<FleetView> => {
     const done = await Promise.all(inputs);
     // Owners are only defined for the canonical key: under --hash.key=path they depend on how each push was spelled.
-    const ownerOf: OwnerOf =
-      placement.hashKey === 'grouping-key' ? (labels) => ring.lookup(placement.hash(groupKeyOf(labels), '')) : () => undefined;
+    const lookup: OwnerOf = (labels) => ring.lookup(placement.hash(groupKeyOf(labels), ''));
+    const previous = owners?.ring === ring ? owners.byIdentity : undefined;
+    const byIdentity = new Map<string, Node | undefined>();
+    const cachedLookup: OwnerOf = (labels, identity) => {
+      const owner = previous !== undefined && previous.has(identity) ? previous.get(identity) : lookup(labels, identity);
+      byIdentity.set(identity, owner);
+      return owner;
+    };
+    const ownerOf: OwnerOf = placement.hashKey === 'grouping-key' ? cachedLookup : () => undefined;
     const copies: FleetCopy[] = [];
     for (const listing of done) {
       const groups = listing.groups ?? [];
-      for (let at = 0; at < groups.length; at += SLICE) {
-        for (const copy of copiesOf({ ...listing, groups: groups.slice(at, at + SLICE) }, ownerOf)) copies.push(copy);
-        await yieldToLoop();
+      for (let at = 0; at < groups.length; at += UNIT) {
+        for (const copy of copiesOf({ ...listing, groups: groups.slice(at, at + UNIT) }, ownerOf)) copies.push(copy);
+        await breathe(pacer);
       }
     }
-    const sorted = await sortInSlices(copies);
-    const newest = await newestInSlices(sorted);
+    owners = { ring, byIdentity };
+    const sorted = await sortInSlices(copies, pacer);
+    const newest = await newestInSlices(sorted, pacer);
     const shareList = ring.shares();
     const shares = new Map(ring.nodes.map((node, i) => [node.id, shareList[i] ?? 0]));
     return { nodes: summarise(done, sorted, (node) => shares.get(node.id) ?? 0), copies: sorted, newest };
@@ -206,7 +244,7 @@ export function createFleet(options: FleetOptions): Fleet {
       let entry = cache.get(key);
       // A new listing only when the last one is done and due: never two at once towards one node.
       if (entry === undefined || (entry.settled && at - entry.listedAt >= cacheMs)) {
-        const fresh: Entry = { listedAt: at, listing: list(node, role, at), settled: false };
+        const fresh: Entry = { listedAt: at, listing: list(key, node, role, at), settled: false };
         void fresh.listing.then(() => (fresh.settled = true));
         entry = fresh;
         cache.set(key, entry);
@@ -214,6 +252,7 @@ export function createFleet(options: FleetOptions): Fleet {
       return entry.listing;
     });
     for (const key of cache.keys()) if (!keys.has(key)) cache.delete(key);
+    for (const key of lastGroups.keys()) if (!keys.has(key)) lastGroups.delete(key);
     const same = memo !== undefined && memo.ring === ring && memo.inputs.length === inputs.length && memo.inputs.every((p, i) => p === inputs[i]);
     if (!same || memo === undefined) {
       const view = build(ring, inputs);

@@ -8,6 +8,33 @@ import { groupIdentity } from './group';
 import type { Node } from './node';
 
 /**
+ * FleetGroup is what the fleet view keeps of one listed group: its grouping key, whether its last push succeeded,
+ * its last push time in seconds (0 when unknown), and `json`, the UTF-8 text of its element in the node's
+ * `/api/v1/metrics` answer, which the director's own `/api/v1/metrics` re-emits as it is. Its metric families are not
+ * kept parsed: nothing but that answer reads them, and parsed they would cost several times the text's memory and
+ * garbage-collection time. Immutable; shared by every view and reader.
+ */
+export type FleetGroup = Readonly<{
+  labels: Readonly<Record<string, string>>;
+  /** groupIdentity of the labels, made once. */
+  identity: string;
+  lastPushSuccessful: boolean;
+  pushTime: number;
+  json: Uint8Array;
+}>;
+
+/** fleetGroupOf keeps what the fleet needs of a listed group and the JSON text of its element. */
+export function fleetGroupOf(group: Group, text: string): FleetGroup {
+  return {
+    labels: group.labels,
+    identity: groupIdentity(group.labels),
+    lastPushSuccessful: group.lastPushSuccessful,
+    pushTime: group.pushTime,
+    json: Buffer.from(text, 'utf8'),
+  };
+}
+
+/**
  * NodeRole says why a node is read: it is on the ring, it is leaving it (`--reconcile.drain`), or discovery names it
  * but its health checks took it off the ring (`down`: it may still hold groups, and answer listings).
  */
@@ -19,14 +46,14 @@ export type Listing = Readonly<{
   role: NodeRole;
   /** When the listing started, in milliseconds since the epoch. */
   listedAt: number;
-  groups: readonly Group[] | undefined;
+  groups: readonly FleetGroup[] | undefined;
   /** One line, set exactly when `groups` is undefined. */
   error: string | undefined;
 }>;
 
 /** FleetCopy is one copy of one group on one node. */
 export type FleetCopy = Readonly<{
-  group: Group;
+  group: FleetGroup;
   node: Node;
   /** The node that owns the group on the current ring; undefined when the ring is empty or owners are not defined. */
   owner: Node | undefined;
@@ -60,20 +87,20 @@ export type FleetView = Readonly<{
   newest: readonly FleetCopy[];
 }>;
 
-/** OwnerOf returns the owner of a group's labels on the current ring, or undefined. */
-export type OwnerOf = (labels: Readonly<Record<string, string>>) => Node | undefined;
+/** OwnerOf returns the owner of a group's labels (whose groupIdentity is `identity`) on the current ring, or undefined. */
+export type OwnerOf = (labels: Readonly<Record<string, string>>, identity: string) => Node | undefined;
 
 /** copiesOf returns the copies one listing holds, each placed against its owner. An unlisted node holds none. */
 export function copiesOf(listing: Listing, ownerOf: OwnerOf): FleetCopy[] {
   const copies: FleetCopy[] = [];
   for (const group of listing.groups ?? []) {
-    const owner = ownerOf(group.labels);
+    const owner = ownerOf(group.labels, group.identity);
     copies.push({
       group,
       node: listing.node,
       owner,
       misplaced: owner !== undefined && owner.id !== listing.node.id,
-      identity: groupIdentity(group.labels),
+      identity: group.identity,
       job: group.labels['job'] ?? '',
     });
   }
@@ -140,7 +167,7 @@ export type CopyFilter = Readonly<{
 }>;
 
 /** isStale tells whether a group's last successful push is older than `staleAfterMs` at `nowMs`, or unknown. */
-export function isStale(group: Group, nowMs: number, staleAfterMs: number): boolean {
+export function isStale(group: Readonly<{ pushTime: number }>, nowMs: number, staleAfterMs: number): boolean {
   return group.pushTime <= 0 || nowMs - group.pushTime * 1000 > staleAfterMs;
 }
 

@@ -32,6 +32,15 @@ export type NodeClientOptions = Readonly<{
 /** ListedGroup is a group with the exact JSON text of its element in the node's listing, to re-emit it unchanged. */
 export type ListedGroup = Readonly<{ group: Group; text: string }>;
 
+/** EachGroupOptions configures NodeClient.eachGroup. */
+export type EachGroupOptions = Readonly<{
+  /**
+   * Called with each group's JSON text before it is parsed: true says the caller already holds that exact group from
+   * an earlier listing, and `visit` is not called for it (readListing's `known`).
+   */
+  known?: (text: string) => boolean;
+}>;
+
 /** HealthAnswer is the outcome of one health check: the node's status, or why there was none. */
 export type HealthAnswer = Readonly<{ ok: true; status: number }> | Readonly<{ ok: false; reason: string }>;
 
@@ -49,7 +58,7 @@ export type NodeClient = Readonly<{
    * eachGroup is listGroups without the list: it calls `visit` with each group (and its JSON text) as it is read, so
    * a caller keeps only what it needs. When it rejects, the groups already visited are not a listing: discard them.
    */
-  eachGroup(node: Node, visit: (group: Group, text: string) => void): Promise<void>;
+  eachGroup(node: Node, visit: (group: Group, text: string) => void, options?: EachGroupOptions): Promise<void>;
   /** deleteGroup deletes one group from the node (`DELETE` on its all-@base64 path); the node answers 202 either way. */
   deleteGroup(node: Node, labels: Readonly<Record<string, string>>): Promise<void>;
   /** putGroup replaces a group on the node with a text-format body. */
@@ -199,7 +208,7 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
       req.end(body);
     });
 
-  const eachGroup = async (node: Node, keep: (group: Group, text: string) => void): Promise<void> => {
+  const eachGroup = async (node: Node, keep: (group: Group, text: string) => void, eachOptions: EachGroupOptions = {}): Promise<void> => {
     // The timeout bounds the wait for the headers and then each wait for more of the body, not the whole answer:
     // a node with tens of thousands of groups sends tens of MiB, which may take longer than one timeout to read.
     const controller = new AbortController();
@@ -216,11 +225,15 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
         throw new Error(fail('listing', node, response.status));
       }
       if (response.body === null) throw new Error(`listing ${node.id}: no data array`);
-      await readListing(rearming(response.body, arm), (raw, text) => {
-        const group = groupFromApi(raw);
-        if (group === undefined) throw new Error('a group without labels');
-        keep(group, text);
-      });
+      await readListing(
+        rearming(response.body, arm),
+        (raw, text) => {
+          const group = groupFromApi(raw);
+          if (group === undefined) throw new Error('a group without labels');
+          keep(group, text);
+        },
+        eachOptions.known === undefined ? {} : { known: eachOptions.known },
+      );
     } catch (error) {
       if (controller.signal.aborted) throw new Error(`listing ${node.id}: no answer within ${options.timeoutMs} ms`);
       const message = (error as Error).message;

@@ -2,14 +2,14 @@
  * Reading a node's `/api/v1/metrics` answer without blocking the event loop. A Pushgateway with 10,000 groups answers
  * some 17 MiB of JSON; one JSON.parse of it holds the push thread for hundreds of milliseconds. Instead, the body is
  * cut into the texts of its `data` array's elements as it streams in, and the elements are parsed one by one, the
- * reader yielding to the event loop whenever it has worked for `budgetMs`.
+ * reader yielding to the event loop whenever its slice is used up (a Pacer's, shared with the other background reads).
  *
  * The cutting does not parse JSON: the scanner tracks only whether it is inside a string (and after a backslash) and
  * the bracket depth, which is all it takes to find where an element ends. JSON.parse still decides the grammar: each
  * element text is parsed by it, and so is the rest of the document (the "skeleton", with `0` in place of each
  * element), so a document is accepted exactly when JSON.parse would accept it whole.
  */
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { BACKGROUND, type Pacer } from '../pace';
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -184,10 +184,17 @@ export class DataArrayScanner {
 /** ReadListingOptions configures readListing. */
 export type ReadListingOptions = Readonly<{
   /**
-   * How long the reader may work before it yields to the event loop.
-   * @default 5
+   * Hands out the reader's slices of the event loop.
+   * @default BACKGROUND (lib/pace.ts), shared with the other background reads
    */
-  budgetMs?: number;
+  pacer?: Pacer;
+  /**
+   * Called with each element's text before it is parsed: true says the caller already holds an identical element it
+   * read (and had parsed) before, so this one is neither parsed nor passed to `onElement`. Identical text parses to
+   * an identical value, so nothing is lost but the work.
+   * @default none: every element is parsed
+   */
+  known?: (text: string) => boolean;
 }>;
 
 /**
@@ -200,17 +207,15 @@ export async function readListing(
   onElement: (value: unknown, text: string) => void,
   options: ReadListingOptions = {},
 ): Promise<void> {
-  const budgetMs = options.budgetMs ?? 5;
+  const pacer = options.pacer ?? BACKGROUND;
+  const { known } = options;
   const scanner = new DataArrayScanner();
-  let since = performance.now();
-  const pace = async (): Promise<void> => {
-    // Chunks already buffered arrive as resolved promises, which never let the event loop run: yield on a budget.
-    if (performance.now() - since < budgetMs) return;
-    await yieldToLoop();
-    since = performance.now();
-  };
   for await (const chunk of body) {
     for (const text of scanner.write(chunk)) {
+      if (known?.(text) === true) {
+        if (pacer.due()) await pacer.next();
+        continue;
+      }
       let value: unknown;
       try {
         value = JSON.parse(text);
@@ -218,9 +223,10 @@ export async function readListing(
         throw new ListingError(`the listing is not valid JSON: ${(error as Error).message}`);
       }
       onElement(value, text);
-      await pace();
+      // Chunks already buffered arrive as resolved promises, which never let the event loop run: yield by the slice.
+      if (pacer.due()) await pacer.next();
     }
-    await pace();
+    if (pacer.due()) await pacer.next();
   }
   const doc = scanner.end() as { data?: unknown } | null;
   if (doc === null || typeof doc !== 'object' || !Array.isArray(doc.data)) throw new ListingError('no data array');

@@ -5,6 +5,7 @@ import type { Group } from '../../lib/core/group';
 import { type Node, parseNodeUrl } from '../../lib/core/node';
 import { newestCopies, sortCopies } from '../../lib/core/fleet';
 import { createFleet } from '../../lib/fleet';
+import type { EachGroupOptions } from '../../lib/nodes/client';
 import { Placement } from '../../lib/placement';
 import { until } from '../support/wait';
 
@@ -17,20 +18,36 @@ const A = node('http://127.0.0.1:9091');
 const B = node('http://127.0.0.2:9091');
 const D = node('http://127.0.0.3:9091');
 
-/** A NodeClient double whose listings the spec settles by hand, counting every call. */
+/** The JSON text a node would send for a group (its element of `/api/v1/metrics`). */
+const textOf = (group: Group): string => JSON.stringify({ labels: group.labels, last_push_successful: group.lastPushSuccessful, ...group.families });
+
+/**
+ * A NodeClient double whose listings the spec settles by hand, counting every call: settling visits the groups given
+ * (then, for an Error, rejects, as a listing that breaks part-way does).
+ */
 function fakeClient() {
   const calls: string[] = [];
-  const pending = new Map<string, { resolve: (groups: Group[]) => void; reject: (error: Error) => void }[]>();
+  const parsed: string[] = [];
+  type Pending = { visit: (group: Group, text: string) => void; known: ((text: string) => boolean) | undefined; resolve: () => void; reject: (error: Error) => void };
+  const pending = new Map<string, Pending[]>();
   return {
     calls,
-    listGroups(target: Node): Promise<Group[]> {
+    /** The texts of the groups visited (parsed), in order; those the fleet said it knew are not. */
+    parsed,
+    eachGroup(target: Node, visit: (group: Group, text: string) => void, options: EachGroupOptions = {}): Promise<void> {
       calls.push(target.id);
-      return new Promise((resolve, reject) => pending.set(target.id, [...(pending.get(target.id) ?? []), { resolve, reject }]));
+      return new Promise((resolve, reject) => pending.set(target.id, [...(pending.get(target.id) ?? []), { visit, known: options.known, resolve, reject }]));
     },
-    settle(id: string, outcome: Group[] | Error): void {
+    settle(id: string, outcome: Group[] | Error, visitedFirst: Group[] = []): void {
       for (const p of pending.get(id) ?? []) {
+        for (const group of outcome instanceof Error ? visitedFirst : outcome) {
+          const text = textOf(group);
+          if (p.known?.(text) === true) continue;
+          parsed.push(text);
+          p.visit(group, text);
+        }
         if (outcome instanceof Error) p.reject(outcome);
-        else p.resolve(outcome);
+        else p.resolve();
       }
       pending.delete(id);
     },
@@ -92,6 +109,50 @@ describe('createFleet', () => {
     advance(1000);
     await fleet.read();
     assert.equal(client.calls.length, 2);
+  });
+
+  it('keeps each group\'s JSON text as its node sent it, and nothing of a listing that broke part-way', async () => {
+    const { client, fleet } = setup();
+    const read = fleet.read();
+    const sent: Group = { labels: { job: 'x', zone: 'ü' }, lastPushSuccessful: false, pushTime: 7, families: { v: { type: 'GAUGE', metrics: [{ value: '1' }] } } };
+    client.settle(A.id, [sent]);
+    client.settle(B.id, new Error('listing 127.0.0.2:9091: the listing ends early (truncated JSON)'), [group('y')]);
+    const view = await read;
+    assert.deepEqual(view.copies.map((c) => [c.node.id, c.group.labels, c.group.lastPushSuccessful, c.group.pushTime]), [[A.id, sent.labels, false, 7]]);
+    assert.equal(Buffer.from(view.copies[0]?.group.json ?? []).toString('utf8'), textOf(sent));
+    assert.deepEqual(view.nodes.map((l) => [l.node.id, l.reachable, l.groups]), [[A.id, true, 1], [B.id, false, 0]]);
+  });
+
+  it('takes over the groups whose text did not change since the last complete listing, unparsed, and parses the others', async () => {
+    const { client, fleet, advance } = setup();
+    const [x, y, z] = [group('x'), group('y'), group('z')];
+    const first = fleet.read();
+    client.settle(A.id, [x, y]);
+    client.settle(B.id, [z]);
+    const before = await first;
+    advance(5000);
+    const next = fleet.read();
+    client.parsed.length = 0;
+    const pushedAgain: Group = { ...y, pushTime: 2, families: { push_time_seconds: { type: 'GAUGE', metrics: [{ value: '2' }] } } };
+    client.settle(A.id, [x, pushedAgain]);
+    client.settle(B.id, new Error('listing 127.0.0.2:9091: HTTP 500'));
+    const after = await next;
+    assert.deepEqual(client.parsed, [textOf(pushedAgain)], 'only the changed group is parsed');
+    const copyOf = (view: typeof after, job: string) => view.copies.find((c) => c.job === job)?.group;
+    assert.equal(copyOf(after, 'x'), copyOf(before, 'x'), 'the unchanged group is the same object');
+    assert.equal(copyOf(after, 'y')?.pushTime, 2);
+    assert.equal(Buffer.from(copyOf(after, 'y')?.json ?? []).toString(), textOf(pushedAgain));
+    assert.equal(copyOf(after, 'z'), undefined, 'the failed node holds nothing');
+    // A failed listing keeps what the last complete one knew: B's group is taken over once B answers again.
+    advance(5000);
+    const third = fleet.read();
+    client.parsed.length = 0;
+    client.settle(A.id, [x, pushedAgain]);
+    client.settle(B.id, [z]);
+    const last = await third;
+    assert.deepEqual(client.parsed, []);
+    assert.equal(copyOf(last, 'z'), copyOf(before, 'z'));
+    assert.deepEqual(last.copies.map((c) => [c.job, c.node.id, c.misplaced]), before.copies.map((c) => [c.job, c.node.id, c.misplaced]));
   });
 
   it('reads draining nodes after the ring members, and drops nodes that left', async () => {

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { type FleetCopy, type Listing, copiesOf, filterCopies, newestCopies, parseFleetQuery, sortCopies, summarise } from '../../../lib/core/fleet';
-import type { Group } from '../../../lib/core/group';
+import { type FleetCopy, type FleetGroup, type Listing, copiesOf, filterCopies, newestCopies, parseFleetQuery, sortCopies, summarise } from '../../../lib/core/fleet';
+import { groupIdentity } from '../../../lib/core/group';
 import type { Node } from '../../../lib/core/node';
 
 const A: Node = { id: 'a:9091', url: 'http://a:9091' };
 const B: Node = { id: 'b:9091', url: 'http://b:9091' };
-const group = (labels: Record<string, string>, pushTime: number): Group => ({ labels, lastPushSuccessful: true, pushTime, families: {} });
-const listing = (node: Node, groups: Group[] | undefined): Listing => ({
+const group = (labels: Record<string, string>, pushTime: number): FleetGroup => ({ labels, identity: groupIdentity(labels), lastPushSuccessful: true, pushTime, json: new Uint8Array() });
+const listing = (node: Node, groups: FleetGroup[] | undefined): Listing => ({
   node,
   role: 'member',
   listedAt: 0,
@@ -43,7 +43,7 @@ describe('copiesOf and summarise', () => {
 });
 
 describe('newestCopies', () => {
-  const copies = (a: Group[], b: Group[]): FleetCopy[] => sortCopies([...copiesOf(listing(A, a), ownerOf), ...copiesOf(listing(B, b), ownerOf)]);
+  const copies = (a: FleetGroup[], b: FleetGroup[]): FleetCopy[] => sortCopies([...copiesOf(listing(A, a), ownerOf), ...copiesOf(listing(B, b), ownerOf)]);
   const pick = (list: FleetCopy[]): string[] => newestCopies(list).map((c) => `${c.job}@${c.node.id}`);
 
   it('keeps the newest copy of each group, wherever it is', () => {

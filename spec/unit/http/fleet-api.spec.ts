@@ -5,19 +5,19 @@ import express from 'express';
 import request from 'supertest';
 
 import type { FleetView, NodeSummary } from '../../../lib/core/fleet';
-import { copiesOf } from '../../../lib/core/fleet';
-import type { Group } from '../../../lib/core/group';
+import { type FleetGroup, copiesOf, fleetGroupOf } from '../../../lib/core/fleet';
 import type { Fleet } from '../../../lib/fleet';
 import { createFleetRouter } from '../../../lib/http/fleet-api';
 
 const A = { id: '127.0.0.1:9091', url: 'http://127.0.0.1:9091' };
 const B = { id: '127.0.0.2:9091', url: 'http://127.0.0.2:9091' };
-const group = (job: string, value: string): Group => ({
-  labels: { job },
-  lastPushSuccessful: true,
-  pushTime: 1,
-  families: { v: { time_stamp: '2026-01-01T00:00:00Z', type: 'GAUGE', metrics: [{ labels: { job }, value }] } },
-});
+/** A listed group as a Pushgateway sends it: `text` is its element of the node's `/api/v1/metrics`. */
+const listed = (labels: Record<string, string>, text: string): FleetGroup => fleetGroupOf({ labels, lastPushSuccessful: true, pushTime: 1, families: {} }, text);
+const group = (job: string, value: string): FleetGroup =>
+  listed(
+    { job },
+    JSON.stringify({ labels: { job }, last_push_successful: true, v: { time_stamp: '2026-01-01T00:00:00Z', type: 'GAUGE', metrics: [{ labels: { job }, value }] } }),
+  );
 const line = (node: typeof A, reachable: boolean): NodeSummary => ({
   node,
   role: 'member',
@@ -28,7 +28,7 @@ const line = (node: typeof A, reachable: boolean): NodeSummary => ({
   groups: 0,
   misplaced: 0,
 });
-function view(groups: Group[], nodes: NodeSummary[] = [line(A, true)]): FleetView {
+function view(groups: FleetGroup[], nodes: NodeSummary[] = [line(A, true)]): FleetView {
   const copies = copiesOf({ node: A, role: 'member', listedAt: 0, groups, error: undefined }, () => A);
   return { nodes, copies, newest: copies };
 }
@@ -47,6 +47,29 @@ describe('GET /api/v1/metrics', () => {
       status: 'success',
       data: [{ labels: { job: 'a' }, last_push_successful: true, v: { time_stamp: '2026-01-01T00:00:00Z', type: 'GAUGE', metrics: [{ labels: { job: 'a' }, value: '1' }] } }],
     });
+  });
+
+  // The Pushgateway's encoder escapes <, > and & and orders keys its own way; the answer keeps its bytes exactly.
+  it('re-emits each group\'s element exactly as its node sent it', async () => {
+    const texts = [
+      '{"labels":{"job":"a\\u003cb"},"last_push_successful":true,"push_time_seconds":{"time_stamp":"2026-01-01T00:00:00.123456789Z","type":"GAUGE","help":"Last Unix time when changing this group in the Pushgateway succeeded.","metrics":[{"labels":{"job":"a\\u003cb"},"value":"1.795979327137121e+09"}]}}',
+      '{"last_push_successful":false, "labels":{"job":"ü"}}',
+    ];
+    const res = await request(app([view([listed({ job: 'a<b' }, texts[0] as string), listed({ job: 'ü' }, texts[1] as string)])])).get('/api/v1/metrics');
+    assert.equal(res.status, 200);
+    assert.equal(res.text, `{"status":"success","data":[${texts.join(',')}]}`);
+    assert.equal(res.headers['content-length'], String(Buffer.byteLength(res.text)));
+  });
+
+  it('answers a fleet larger than one chunk whole and in order, the same bytes to readers at once', async () => {
+    const groups = Array.from({ length: 3000 }, (_, i) => group(`job-${String(i).padStart(4, '0')}`, 'x'.repeat(i % 1500)));
+    const server = app([view(groups)]);
+    const answers = await Promise.all(Array.from({ length: 4 }, () => request(server).get('/api/v1/metrics')));
+    const body = (answers[0] as request.Response).text;
+    assert.ok(Buffer.byteLength(body) > 2 * (1 << 20), `more than two chunks: ${Buffer.byteLength(body)} bytes`);
+    assert.ok(answers.every((res) => res.status === 200 && res.text === body && res.headers['content-length'] === String(Buffer.byteLength(body))));
+    const decoded = JSON.parse(body) as { data: { labels: { job: string } }[] };
+    assert.deepEqual(decoded.data.map((g) => g.labels.job), groups.map((g) => g.labels['job']));
   });
 
   it('serves the last answer made while the next view\'s answer is serialised, then the next', async () => {

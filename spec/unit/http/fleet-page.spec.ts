@@ -9,7 +9,7 @@ const HOSTILE = `"'><script>alert(1)</script>&amp;`;
 const node = { id: '127.0.0.1:9091', url: 'http://127.0.0.1:9091' };
 const line: NodeLine = { node, role: 'member', share: 1, reachable: true, error: undefined, listedAt: 0, groups: 1, misplaced: 0, health: 'in ring' };
 const copy = (labels: Record<string, string>, pushTime: number): FleetCopy => ({
-  group: { labels, lastPushSuccessful: true, pushTime, families: {} },
+  group: { labels, identity: JSON.stringify(labels), lastPushSuccessful: true, pushTime, json: new Uint8Array() },
   node,
   owner: node,
   misplaced: false,

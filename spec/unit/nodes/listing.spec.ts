@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 
 import { DataArrayScanner, ListingError, readListing } from '../../../lib/nodes/listing';
+import { createPacer } from '../../../lib/pace';
 
 /** A seeded generator (mulberry32), so a failing document can be reproduced from the seed in the message. */
 function random(seed: number): () => number {
@@ -215,13 +216,23 @@ describe('readListing', () => {
     assert.deepEqual(outcome, { ok: false, message: 'the listing is not a Pushgateway listing: too much outside its data array' });
   });
 
+  it('neither parses nor passes on the elements the caller says it knows, and still checks the whole document', async () => {
+    const body = Buffer.from('{"status":"success","data":[{"a":1},{"b":2},{"a":1}]}');
+    const asked: string[] = [];
+    const passed: unknown[] = [];
+    await readListing(stream([body]), (value) => passed.push(value), { known: (text) => (asked.push(text), text === '{"a":1}') });
+    assert.deepEqual(asked, ['{"a":1}', '{"b":2}', '{"a":1}']);
+    assert.deepEqual(passed, [{ b: 2 }]);
+    await assert.rejects(readListing(stream([Buffer.from('{"data":[{"a":1}],}')]), () => undefined, { known: () => true }), ListingError);
+  });
+
   it('lets timers run while it reads a large listing that is already buffered', async () => {
     const group = JSON.stringify({ labels: { job: 'j', instance: 'i' }, m: { metrics: [{ value: '1', labels: { a: 'b' } }] } });
     const body = Buffer.from(`{"status":"success","data":[${Array.from({ length: 50_000 }, () => group).join(',')}]}`);
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
     let count = 0;
-    await readListing(stream([body.subarray(0, body.length >> 1), body.subarray(body.length >> 1)]), () => count++, { budgetMs: 2 });
+    await readListing(stream([body.subarray(0, body.length >> 1), body.subarray(body.length >> 1)]), () => count++, { pacer: createPacer({ sliceMs: 2 }) });
     clearInterval(timer);
     assert.equal(count, 50_000);
     assert.ok(ticks > 0, 'no timer ran while the listing was read');
