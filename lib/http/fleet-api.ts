@@ -84,8 +84,14 @@ async function serialiseMetrics(copies: readonly FleetCopy[], pacer: Pacer): Pro
   return chunks;
 }
 
-/** writeChunks writes a body with back-pressure; stops when the client went away. */
-async function writeChunks(res: ServerResponse, chunks: readonly Buffer[]): Promise<void> {
+/**
+ * writeChunks writes a body with back-pressure, taking turns on the event loop through `pacer`; stops when the client
+ * went away. On loopback (or any link whose socket buffer is large) the kernel takes a chunk at once and `drain`
+ * follows on the same turn (Node's response corks each write until the next tick): without the pacer one reader took
+ * megabytes in a single turn, and seven readers together held the loop for 50-130 ms (CPU profiles of
+ * `npm run bench fleet`: the socket writes themselves).
+ */
+async function writeChunks(res: ServerResponse, chunks: readonly Buffer[], pacer: Pacer): Promise<void> {
   for (const chunk of chunks) {
     if (res.destroyed) return;
     if (!res.write(chunk)) {
@@ -99,6 +105,7 @@ async function writeChunks(res: ServerResponse, chunks: readonly Buffer[]): Prom
         res.on('close', done);
       });
     }
+    if (pacer.due()) await pacer.next();
   }
   res.end();
 }
@@ -177,7 +184,7 @@ export function createFleetRouter(options: FleetRoutesOptions): Router {
     res.setHeader('Cache-Control', 'no-cache, no-store, must-revalidate');
     res.setHeader('Content-Length', String(bytes));
     if (ready.unlisted !== '') res.setHeader('X-Pgw-Director-Unlisted', ready.unlisted);
-    await writeChunks(res, chunks);
+    await writeChunks(res, chunks, pacer);
   });
 
   router.get('/api/v1/fleet/groups', async (req, res) => {

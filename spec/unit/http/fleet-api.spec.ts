@@ -72,6 +72,22 @@ describe('GET /api/v1/metrics', () => {
     assert.deepEqual(decoded.data.map((g) => g.labels.job), groups.map((g) => g.labels['job']));
   });
 
+  it('takes turns on the event loop between the chunks it writes to a reader, even when the socket takes them at once', async () => {
+    const groups = Array.from({ length: 3000 }, (_, i) => group(`job-${i}`, 'x'.repeat(1000)));
+    let turns = 0;
+    const pacer = { due: () => true, next: () => new Promise<void>((resolve) => setImmediate(() => (turns++, resolve()))) };
+    const one = view(groups);
+    const fleet: Fleet = { read: () => Promise.resolve(one), nodes: () => [], maxStaleMs: 60_000 };
+    const server = express().use(createFleetRouter({ fleet, staleAfterMs: 3_600_000, ui: false, pacer }));
+    const first = await request(server).get('/api/v1/metrics');
+    // The second reader gets the answer already made: every turn it takes is between its writes.
+    turns = 0;
+    const second = await request(server).get('/api/v1/metrics');
+    assert.equal(second.status, 200);
+    assert.equal(second.text, first.text);
+    assert.ok(turns > 0, 'wrote every chunk in one turn');
+  });
+
   it('serves the last answer made while the next view\'s answer is serialised, then the next', async () => {
     const server = app([view([group('a', '1')]), view([group('a', '2')])]);
     const values = [];
