@@ -191,10 +191,12 @@ export function createDirector(config: Config, logger: Logger, options: Director
   let reconcileTimer: NodeJS.Timeout | undefined;
   let reconciling: Promise<unknown> = Promise.resolve();
   let closed = false;
+  // Shutting down stops a running pass after the moves it has made (lib/reconcile.ts), rather than waiting for it all.
+  const stopPass = new AbortController();
   const runPass = (): void => {
     if (closed) return;
     if (placement.pendingReason === undefined && placement.ring.points > 0) {
-      reconciling = reconciler.pass().catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'));
+      reconciling = reconciler.pass(stopPass.signal).catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'));
     }
     void reconciling.then(scheduleReconcile);
   };
@@ -240,6 +242,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     async close() {
       closed = true;
       clearTimeout(reconcileTimer);
+      stopPass.abort();
       await reconciling;
       await discovery.stop();
       await health.stop();

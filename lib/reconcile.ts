@@ -104,8 +104,12 @@ export function createReconcileMetrics(registry: Registry): ReconcileMetrics {
   };
 }
 
-/** Reconciler runs passes against the current ring. */
-export type Reconciler = Readonly<{ pass(): Promise<PassReport> }>;
+/**
+ * Reconciler runs passes against the current ring. A pass given a `stop` signal that fires starts no new delete or
+ * move; the moves already sent are still checked and their old copies deleted, so a stopped pass leaves every group
+ * in one place, as a finished one does.
+ */
+export type Reconciler = Readonly<{ pass(stop?: AbortSignal): Promise<PassReport> }>;
 
 type Copy = Readonly<{ node: Node; group: Group }>;
 type Planned = Readonly<{ copy: Copy; action: Action; ownerCopy: Copy | undefined; owner: Node | undefined }>;
@@ -131,11 +135,11 @@ function createPacer(): () => Promise<void> {
   };
 }
 
-/** forEachLimited runs `fn` over `items`, at most `limit` at once. */
-async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+/** forEachLimited runs `fn` over `items`, at most `limit` at once; once `stop` fires it starts no more. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>, stop?: AbortSignal): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++] as T);
+    while (next < items.length && stop?.aborted !== true) await fn(items[next++] as T);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
@@ -185,7 +189,7 @@ export function createReconciler(
     }
   };
 
-  const pass = async (): Promise<PassReport> => {
+  const pass = async (stop?: AbortSignal): Promise<PassReport> => {
     const started = Date.now();
     const ring = placement.ring;
     const report: PassReport = {
@@ -298,7 +302,7 @@ export function createReconciler(
 
     // 1. Deletes that need no other step.
     const deletes = plan.filter(({ action }) => action.kind === 'delete' || action.kind === 'expire' || action.kind === 'tombstoned');
-    await forEachLimited(deletes, concurrency, remove);
+    await forEachLimited(deletes, concurrency, remove, stop);
     for (const { copy, action } of plan) {
       if (action.kind !== 'keep') continue;
       stays(copy.node);
@@ -337,7 +341,8 @@ export function createReconciler(
         stays(copy.node);
         failed(context, error, 'moving the group failed; it stays where it is');
       }
-    });
+    }, stop);
+    if (stop?.aborted === true) log.warn({ moved: sent.length }, 'reconciliation pass stopped early: only the moves already made are finished');
 
     // 3. Check arrivals (one listing per owner) and tombstones written while the pass ran.
     const arrivals = new Map<string, Promise<Map<string, number> | Error>>();
@@ -392,7 +397,8 @@ export function createReconciler(
 
     for (const node of options.drain) {
       if (!nodes.some((n) => n.id === node.id)) continue;
-      const empty = !options.dryRun && listed.has(node.id) && (left.get(node.id) ?? 0) === 0;
+      // A stopped pass left some of the node's copies unvisited: it is not known to be empty.
+      const empty = !options.dryRun && stop?.aborted !== true && listed.has(node.id) && (left.get(node.id) ?? 0) === 0;
       metrics.drainedEmpty.set({ node: node.id }, empty ? 1 : 0);
       if (empty) {
         report.drainedEmpty.push(node.id);

@@ -11,6 +11,15 @@ export type NodeUrlResult = Readonly<{ ok: true; node: Node }> | Readonly<{ ok: 
 const DEFAULT_PORTS: Readonly<Record<string, string>> = { 'http:': '80', 'https:': '443' };
 
 /**
+ * quoted quotes a node URL for an error message with any credentials in it (`user:password@`) replaced by `xxxxx`:
+ * messages about node URLs reach logs and stderr, and credentials are never logged. The authority ends at the
+ * first `/`, `?` or `#`, and its credentials at its last `@` (WHATWG URL).
+ */
+function quoted(input: string): string {
+  return JSON.stringify(input.replace(/^((?:[a-z][a-z0-9+.-]*:)?\/\/)?[^/?#]*@/i, '$1xxxxx@'));
+}
+
+/**
  * parseNodeUrl reads a Pushgateway base URL (`http://10.0.0.1:9091`, `https://pgw.example/prefix`). A bare
  * `host:port` is taken as http. The URL may carry a path prefix (a Pushgateway run with --web.route-prefix) but no
  * query, fragment or credentials.
@@ -22,19 +31,19 @@ export function parseNodeUrl(input: string): NodeUrlResult {
   try {
     url = new URL(withScheme);
   } catch {
-    return { ok: false, message: `invalid pushgateway URL ${JSON.stringify(input)}` };
+    return { ok: false, message: `invalid pushgateway URL ${quoted(input)}` };
   }
   const defaultPort = DEFAULT_PORTS[url.protocol];
   if (defaultPort === undefined) {
-    return { ok: false, message: `invalid pushgateway URL ${JSON.stringify(input)}: scheme must be http or https` };
+    return { ok: false, message: `invalid pushgateway URL ${quoted(input)}: scheme must be http or https` };
   }
   if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
     return {
       ok: false,
-      message: `invalid pushgateway URL ${JSON.stringify(input)}: no credentials, query or fragment allowed`,
+      message: `invalid pushgateway URL ${quoted(input)}: no credentials, query or fragment allowed`,
     };
   }
-  if (url.hostname === '') return { ok: false, message: `invalid pushgateway URL ${JSON.stringify(input)}: no host` };
+  if (url.hostname === '') return { ok: false, message: `invalid pushgateway URL ${quoted(input)}: no host` };
   const port = url.port === '' ? defaultPort : url.port;
   const id = `${url.hostname}:${port}`;
   const prefix = url.pathname.replace(/\/+$/, '');

@@ -7,7 +7,7 @@
  * worker -> main: `output` batches (log lines, counter increments, drained-node gauges), `tombstones` requests (the
  *   store lives on the main thread, Consul's or memory), `lookup` requests (with DNS discovery, node names resolve
  *   through the main thread's resolver), and one `done` with the pass's report.
- * main -> worker: one answer per request, with the same type and id.
+ * main -> worker: one answer per request, with the same type and id; and `stop`, at most once, to end the pass early.
  * A worker that throws, exits, or runs out of memory before `done` is a failed pass (the main thread rejects).
  */
 import type { LookupAddress } from 'node:dns';
@@ -63,5 +63,8 @@ export type LookupAnswer = Readonly<
   { type: 'lookup'; id: number } & ({ ok: true; addresses: readonly LookupAddress[] } | { ok: false; message: string; code: string | undefined })
 >;
 
+/** StopPass asks the worker to start no new delete or move and end the pass (the director is shutting down). */
+export type StopPass = Readonly<{ type: 'stop' }>;
+
 /** ToWorker is every message the main thread sends a pass worker. */
-export type ToWorker = TombstonesAnswer | LookupAnswer;
+export type ToWorker = TombstonesAnswer | LookupAnswer | StopPass;

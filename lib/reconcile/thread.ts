@@ -17,7 +17,7 @@ import pino, { type Logger } from 'pino';
 import type { LogLevel } from '../config';
 import type { Placement } from '../placement';
 import { COUNTED_METRICS, type PassReport, type ReconcileMetrics, type ReconcileOptions, type Reconciler, type TombstoneReader } from '../reconcile';
-import type { FromWorker, LookupAnswer, PassSetup, TombstonesAnswer } from './protocol';
+import type { FromWorker, LookupAnswer, PassSetup, StopPass, TombstonesAnswer } from './protocol';
 
 /** WORKER_FILE is the compiled worker entry point, beside this file. */
 const WORKER_FILE = join(__dirname, 'worker.js');
@@ -80,7 +80,7 @@ export function createThreadedReconciler(settings: ThreadedReconcilerOptions): R
     );
   };
 
-  const pass = (): Promise<PassReport> =>
+  const pass = (stop?: AbortSignal): Promise<PassReport> =>
     new Promise((resolve, reject) => {
       const setup: PassSetup = {
         ring: { nodes: placement.ring.nodes, vnodes: settings.vnodes, hashKey: placement.hashKey },
@@ -108,6 +108,13 @@ export function createThreadedReconciler(settings: ThreadedReconcilerOptions): R
         fail(undefined, (error as Error).message);
         return;
       }
+      // Stopping is the worker's to do, between requests: a thread ended mid-move would leave a group on two nodes.
+      const askToStop = (): void => {
+        if (!settled) worker.postMessage({ type: 'stop' } satisfies StopPass);
+      };
+      if (stop?.aborted === true) askToStop();
+      else stop?.addEventListener('abort', askToStop, { once: true });
+      worker.once('exit', () => stop?.removeEventListener('abort', askToStop));
       worker.on('message', (message: FromWorker) => {
         if (settled) return;
         switch (message?.type) {

@@ -68,7 +68,12 @@ function createOutput(port: MessagePort) {
 function createRequests(port: MessagePort) {
   let next = 0;
   const waiting = new Map<string, (answer: ToWorker) => void>();
+  const stop = new AbortController();
   port.on('message', (answer: ToWorker) => {
+    if (answer.type === 'stop') {
+      stop.abort();
+      return;
+    }
     const key = `${answer.type}/${answer.id}`;
     const settle = waiting.get(key);
     waiting.delete(key);
@@ -104,7 +109,7 @@ function createRequests(port: MessagePort) {
       else callback(null, answer.addresses[0].address, answer.addresses[0].family);
     });
   };
-  return { tombstones, lookup };
+  return { tombstones, lookup, stop: stop.signal };
 }
 
 async function run(port: MessagePort, setup: PassSetup): Promise<void> {
@@ -128,7 +133,7 @@ async function run(port: MessagePort, setup: PassSetup): Promise<void> {
   });
   const logger = createLogger(setup.logLevel, output.destination);
   const reconciler = createReconciler(placement, setup.options, output.metrics, logger, client, setup.tombstones ? requests.tombstones : undefined);
-  const report = await reconciler.pass();
+  const report = await reconciler.pass(requests.stop);
   output.flush();
   const done: FromWorker = { type: 'done', report };
   port.postMessage(done);

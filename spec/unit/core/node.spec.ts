@@ -31,6 +31,29 @@ describe('parseNodeUrl', () => {
   }
 });
 
+describe('parseNodeUrl never quotes credentials', () => {
+  const cases: [string, string][] = [
+    ['http://alice:s3cret@127.0.0.11:9091', '"http://xxxxx@127.0.0.11:9091"'],
+    ['alice:s3cret@127.0.0.11:9091', '"xxxxx@127.0.0.11:9091"'],
+    ['https://alice:s3@cret@pgw.example/prefix', '"https://xxxxx@pgw.example/prefix"'],
+    ['http://s3cret@pgw:99999', '"http://xxxxx@pgw:99999"'],
+    ['ftp://alice:s3cret@pgw:21', '"ftp://xxxxx@pgw:21"'],
+    ['http://alice:s3cret@pgw:9091/?a=@', '"http://xxxxx@pgw:9091/?a=@"'],
+  ];
+  for (const [input, shown] of cases) {
+    it(`shows ${input} as ${shown}`, () => {
+      const result = parseNodeUrl(input);
+      assert.ok(!result.ok);
+      assert.ok(result.message.includes(shown), result.message);
+      assert.doesNotMatch(result.message, /s3|cret/);
+    });
+  }
+  it('leaves an @ after the host alone', () => {
+    const result = parseNodeUrl('http://pgw:9091/a@b?c=1');
+    assert.ok(!result.ok && result.message.includes('"http://pgw:9091/a@b?c=1"'), JSON.stringify(result));
+  });
+});
+
 describe('sameMembers', () => {
   const a = { id: 'a:1', url: 'http://a:1' };
   const b = { id: 'b:1', url: 'http://b:1' };
