@@ -100,6 +100,51 @@ function unreachableMessage(node: Node, error: unknown, timeoutMs: number): stri
 /** EXCHANGE_TEXT_BYTES is how much of a small exchange's answer is kept (for an error message). */
 const EXCHANGE_TEXT_BYTES = 4096;
 
+/** RoundTripTarget is where a node:http round trip goes. */
+type RoundTripTarget = Readonly<{ secure: boolean; options: http.RequestOptions }>;
+
+/** RoundTripOutcome is a node's answer (its status and the first bytes of its text), or why there was none. */
+type RoundTripOutcome =
+  | Readonly<{ kind: 'answer'; status: number; text: string }>
+  | Readonly<{ kind: 'timeout' }>
+  | Readonly<{ kind: 'failed'; error: NodeJS.ErrnoException | { code?: undefined; message: string } }>;
+
+/**
+ * roundTrip sends one request over node:http and reads the whole answer, keeping at most `keepBytes` of its text,
+ * under one deadline for the whole exchange, body included. It never rejects: every way it can end is an outcome.
+ */
+function roundTrip(target: RoundTripTarget, body: string | undefined, timeoutMs: number, keepBytes: number): Promise<RoundTripOutcome> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (outcome: RoundTripOutcome): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(deadline);
+      resolve(outcome);
+    };
+    const req = (target.secure ? https : http).request(target.options, (res) => {
+      let text = '';
+      if (keepBytes > 0) {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (text.length < keepBytes) text += chunk.slice(0, keepBytes - text.length);
+        });
+      } else {
+        res.resume();
+      }
+      res.on('end', () => finish({ kind: 'answer', status: res.statusCode ?? 0, text }));
+      res.on('error', (error: NodeJS.ErrnoException) => finish({ kind: 'failed', error }));
+    });
+    const deadline = setTimeout(() => {
+      finish({ kind: 'timeout' });
+      req.destroy();
+    }, timeoutMs);
+    req.on('error', (error: NodeJS.ErrnoException) => finish({ kind: 'failed', error }));
+    req.on('close', () => finish({ kind: 'failed', error: { message: 'connection closed before the answer ended' } }));
+    req.end(body);
+  });
+}
+
 /** rearming passes a body's chunks through, calling `arm` as each arrives. */
 async function* rearming(body: AsyncIterable<Uint8Array>, arm: () => void): AsyncGenerator<Uint8Array> {
   for await (const chunk of body) {
@@ -147,66 +192,59 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     }
   };
 
-  // Keep-alive connections for the small exchanges (deletes and re-pushes), the client's own, not Node's globals.
+  // Keep-alive connections, the client's own, not Node's globals: any number for the small exchanges (deletes and
+  // re-pushes), one idle connection per node for the health checks, which is all they need.
   const lookup = options.lookup === undefined ? {} : { lookup: options.lookup };
   const exchangeAgents = { http: new http.Agent({ keepAlive: true, ...lookup }), https: new https.Agent({ keepAlive: true, ...lookup }) };
+  const checkAgents = {
+    http: new http.Agent({ keepAlive: true, maxSockets: 1, ...lookup }),
+    https: new https.Agent({ keepAlive: true, maxSockets: 1, ...lookup }),
+  };
+
+  /** targetOf makes node:http request options for `path` on a node, with the director's credentials. */
+  const targetOf = (url: URL, method: string, agents: typeof exchangeAgents, body?: string): RoundTripTarget => {
+    const secure = url.protocol === 'https:';
+    const headers: Record<string, string | number> = {};
+    if (options.authorization !== undefined) headers['Authorization'] = options.authorization;
+    if (body !== undefined) {
+      headers['Content-Type'] = 'text/plain; version=0.0.4; charset=utf-8';
+      headers['Content-Length'] = Buffer.byteLength(body);
+    }
+    return {
+      secure,
+      options: {
+        method,
+        hostname: url.hostname.replace(/^\[|\]$/g, ''),
+        port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        headers,
+        agent: secure ? agents.https : agents.http,
+      },
+    };
+  };
 
   /**
    * exchange makes a request whose answer is small and read here in full (at most EXCHANGE_TEXT_BYTES of its text is
    * kept), under one timer for the whole exchange. It runs on node:http rather than fetch: a pass makes tens of
    * thousands of these, and each fetch costs several times the CPU and garbage (web streams, signals, a Response).
    */
-  const exchange = (node: Node, path: string, method: string, body?: string): Promise<{ status: number; text: string }> =>
-    new Promise((resolve, reject) => {
-      let url: URL;
-      try {
-        url = new URL(`${node.url}${path}`);
-      } catch (error) {
-        reject(new Error(`pushgateway ${JSON.stringify(node.id)}: ${(error as Error).message}`));
-        return;
-      }
-      const secure = url.protocol === 'https:';
-      const headers: Record<string, string | number> = {};
-      if (options.authorization !== undefined) headers['Authorization'] = options.authorization;
-      if (body !== undefined) {
-        headers['Content-Type'] = 'text/plain; version=0.0.4; charset=utf-8';
-        headers['Content-Length'] = Buffer.byteLength(body);
-      }
-      let done = false;
-      const finish = (error: Error | undefined, answer?: { status: number; text: string }): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(deadline);
-        if (error !== undefined) reject(error);
-        else resolve(answer as { status: number; text: string });
-      };
-      const req = (secure ? https : http).request(
-        {
-          method,
-          hostname: url.hostname.replace(/^\[|\]$/g, ''),
-          port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
-          path: `${url.pathname}${url.search}`,
-          headers,
-          agent: secure ? exchangeAgents.https : exchangeAgents.http,
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => {
-            if (text.length < EXCHANGE_TEXT_BYTES) text += chunk.slice(0, EXCHANGE_TEXT_BYTES - text.length);
-          });
-          res.on('end', () => finish(undefined, { status: res.statusCode ?? 0, text }));
-          res.on('error', (error: NodeJS.ErrnoException) => finish(new Error(unreachableMessage(node, { cause: error }, options.timeoutMs))));
-        },
-      );
-      const deadline = setTimeout(() => {
-        finish(new Error(unreachableMessage(node, { name: 'TimeoutError' }, options.timeoutMs)));
-        req.destroy();
-      }, options.timeoutMs);
-      req.on('error', (error: NodeJS.ErrnoException) => finish(new Error(unreachableMessage(node, { cause: error }, options.timeoutMs))));
-      req.on('close', () => finish(new Error(unreachableMessage(node, { cause: { message: 'connection closed before the answer ended' } }, options.timeoutMs))));
-      req.end(body);
-    });
+  const exchange = async (node: Node, path: string, method: string, body?: string): Promise<{ status: number; text: string }> => {
+    let url: URL;
+    try {
+      url = new URL(`${node.url}${path}`);
+    } catch (error) {
+      throw new Error(`pushgateway ${JSON.stringify(node.id)}: ${(error as Error).message}`);
+    }
+    const outcome = await roundTrip(targetOf(url, method, exchangeAgents, body), body, options.timeoutMs, EXCHANGE_TEXT_BYTES);
+    switch (outcome.kind) {
+      case 'answer':
+        return outcome;
+      case 'timeout':
+        throw new Error(unreachableMessage(node, { name: 'TimeoutError' }, options.timeoutMs));
+      default:
+        throw new Error(unreachableMessage(node, { cause: outcome.error }, options.timeoutMs));
+    }
+  };
 
   const eachGroup = async (node: Node, keep: (group: Group, text: string) => void, eachOptions: EachGroupOptions = {}): Promise<void> => {
     // The timeout bounds the wait for the headers and then each wait for more of the body, not the whole answer:
@@ -268,61 +306,30 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
   const putGroup = (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => sendGroup('PUT', node, labels, body);
   const postGroup = (node: Node, labels: Readonly<Record<string, string>>, body: string): Promise<void> => sendGroup('POST', node, labels, body);
 
-  // One idle connection per node is all the checks need; the agents are the client's own, not Node's globals.
-  const agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: 1, ...lookup }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: 1, ...lookup }),
-  };
-
   // Request options per node URL, built once: a check is sent every few seconds for the life of the process.
-  const checkTargets = new Map<string, { secure: boolean; options: http.RequestOptions }>();
-  const checkTarget = (node: Node): { secure: boolean; options: http.RequestOptions } => {
+  const checkTargets = new Map<string, RoundTripTarget>();
+  const checkTarget = (node: Node): RoundTripTarget => {
     let target = checkTargets.get(node.url);
     if (target === undefined) {
-      const url = new URL(`${node.url}/-/healthy`);
-      const secure = url.protocol === 'https:';
-      const headers: Record<string, string> = options.authorization === undefined ? {} : { Authorization: options.authorization };
-      target = {
-        secure,
-        options: {
-          method: 'GET',
-          hostname: url.hostname.replace(/^\[|\]$/g, ''),
-          port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
-          path: url.pathname,
-          headers,
-          agent: agents[secure ? 'https:' : 'http:'],
-        },
-      };
+      target = targetOf(new URL(`${node.url}/-/healthy`), 'GET', checkAgents);
       if (checkTargets.size > 10_000) checkTargets.clear(); // discovery churn: never grow without bound
       checkTargets.set(node.url, target);
     }
     return target;
   };
 
-  const checkHealth = (node: Node, timeoutMs: number): Promise<HealthAnswer> =>
-    new Promise((resolve) => {
-      const { secure, options: requestOptions } = checkTarget(node);
-      let done = false;
-      const finish = (answer: HealthAnswer): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(deadline);
-        resolve(answer);
-      };
-      const req = (secure ? https : http).request(requestOptions, (res) => {
-        res.resume();
-        res.on('end', () => finish({ ok: true, status: res.statusCode ?? 0 }));
-        res.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, reason: error.code ?? error.message }));
-      });
-      // The deadline covers the whole answer, body included: a node that trickles a body forever fails its check.
-      const deadline = setTimeout(() => {
-        finish({ ok: false, reason: `no answer within ${timeoutMs}ms` });
-        req.destroy();
-      }, timeoutMs);
-      req.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, reason: error.code ?? error.message }));
-      req.on('close', () => finish({ ok: false, reason: 'connection closed before the answer ended' }));
-      req.end();
-    });
+  // The deadline covers the whole answer, body included: a node that trickles a body forever fails its check.
+  const checkHealth = async (node: Node, timeoutMs: number): Promise<HealthAnswer> => {
+    const outcome = await roundTrip(checkTarget(node), undefined, timeoutMs, 0);
+    switch (outcome.kind) {
+      case 'answer':
+        return { ok: true, status: outcome.status };
+      case 'timeout':
+        return { ok: false, reason: `no answer within ${timeoutMs}ms` };
+      default:
+        return { ok: false, reason: outcome.error.code ?? outcome.error.message };
+    }
+  };
 
   return Object.freeze({ listGroups, listGroupsWithText, eachGroup, deleteGroup, putGroup, postGroup, checkHealth, request });
 }
