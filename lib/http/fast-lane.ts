@@ -152,6 +152,28 @@ function httpDate(): string {
   return dateText;
 }
 
+/**
+ * Answers are written at the end of the event loop's turn, all together: the sockets that got one in this turn are
+ * corked, and uncorked at once in the turn's check phase. A client waiting for its answer is then woken once per
+ * burst of answers rather than once per answer, which costs the director a kernel wake-up per write otherwise
+ * (measured with `npm run bench proxy`: about a fifth of its CPU per push). Order on each connection is kept: corking
+ * only holds what was written, in order, for the rest of the turn.
+ */
+const corked: Socket[] = [];
+
+function uncorkAll(): void {
+  for (const socket of corked) socket.uncork();
+  corked.length = 0;
+}
+
+/** holdForTurn corks `socket` until the end of this turn of the event loop, once per turn. */
+function holdForTurn(socket: Socket): void {
+  if (socket.writableCorked > 0) return;
+  if (corked.length === 0) setImmediate(uncorkAll);
+  socket.cork();
+  corked.push(socket);
+}
+
 /** IN_FLIGHT stands for a push being opened. */
 const IN_FLIGHT: Relay = Object.freeze({ refuse: () => undefined, cancel: () => undefined });
 
@@ -283,6 +305,7 @@ class Connection implements Downstream {
       framed.unshift(Buffer.from(this.head, 'latin1'));
       this.head = undefined;
     }
+    holdForTurn(this.socket);
     return this.socket.write(framed.length === 1 ? chunk : Buffer.concat(framed));
   }
 
@@ -292,7 +315,10 @@ class Connection implements Downstream {
 
   end(): void {
     const rest = (this.head ?? '') + (this.chunked ? '0\r\n\r\n' : '');
-    if (rest !== '') this.socket.write(rest, 'latin1');
+    if (rest !== '') {
+      holdForTurn(this.socket);
+      this.socket.write(rest, 'latin1');
+    }
     this.head = undefined;
     this.finish();
   }
