@@ -18,6 +18,7 @@ import express from 'express';
 import { type Group, groupFromApi } from '../lib/core/group';
 import { type Node, parseNodeUrl } from '../lib/core/node';
 import { createFleet } from '../lib/fleet';
+import { createFleetAnswers } from '../lib/http/fleet-answers';
 import { createFleetRouter } from '../lib/http/fleet-api';
 import type { ListedGroup } from '../lib/nodes/client';
 import { readListing } from '../lib/nodes/listing';
@@ -205,7 +206,7 @@ async function fleetCodeAlone(urls: readonly string[], parsed: readonly (readonl
   };
   const fleet = createFleet({ placement, client: { eachGroup }, drain: [], cacheMs: 0, maxStaleMs: 0 });
   const app = express();
-  app.use(createFleetRouter({ fleet, staleAfterMs: 3_600_000, ui: true }));
+  app.use(createFleetRouter({ answers: createFleetAnswers({ fleet, staleAfterMs: 3_600_000 }), ui: true }));
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
