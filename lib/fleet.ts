@@ -5,7 +5,8 @@
  * share it. Readers do not wait for a refresh while the last view is younger than `maxStaleMs`: a Pushgateway takes
  * seconds to list 10,000 groups, and readers get the last view meanwhile. A node that cannot be listed is a Listing
  * with an error; it never hides the others. Building the view takes turns with the other background reads, one slice
- * of the event loop at a time (lib/pace.ts), so a large fleet never holds pushes.
+ * of the event loop at a time (lib/pace.ts). In the director all of this runs on the fleet's own worker thread
+ * (lib/fleet/thread.ts), whose loop also answers the reads between slices, so its garbage never pauses pushes.
  */
 import { Counter, type Registry } from 'prom-client';
 

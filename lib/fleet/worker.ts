@@ -18,8 +18,13 @@ import { BACKGROUND } from '../pace';
 import { Placement } from '../placement';
 import type { Facts, FleetAnswer, FleetRequest, FleetSetup, FromFleetWorker, LookupAnswer, ToFleetWorker } from './protocol';
 
-/** How much nicer than the process the fleet's thread runs (Linux nice steps), as the reconciliation worker does. */
-const NICER = 10;
+/**
+ * How much nicer than the process the fleet's thread runs (Linux nice steps). Less than the reconciliation worker's
+ * 10: readers wait on this thread (a page is made here), and at 10 a busy push thread and a busy machine left it so
+ * little CPU that the first read after start took 19 s instead of 3 (`npm run bench fleet`, replayed listings, load
+ * average 5); at 5 the push thread still wins the CPU when both want it.
+ */
+const NICER = 5;
 
 /** A /api/v1/metrics body being made or made: sent to the main thread once, then named by its id. */
 type Body = { id: number; made: Promise<Buffer[]>; ready: boolean; sent: boolean; oldestListedAt: number; unlisted: string };
