@@ -17,8 +17,9 @@ export type NodeHealth = (node: Node, role: NodeRole) => string;
 /** defaultHealth knows only what placement knows: a member is `in ring`, a node off it is `draining`. */
 export const defaultHealth: NodeHealth = (_node, role) => (role === 'member' ? 'in ring' : role);
 
-/** Rows per page of the fleet page, and copies per answer of /api/v1/fleet/groups when no limit is given. */
+/** PAGE_ROWS is the number of rows per page of the fleet page. */
 export const PAGE_ROWS = 100;
+/** API_LIMIT is the number of copies per answer of /api/v1/fleet/groups when no limit is given. */
 export const API_LIMIT = 1000;
 
 /**
