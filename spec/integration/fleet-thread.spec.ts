@@ -108,7 +108,7 @@ describe('the fleet reads on their worker thread', () => {
     }
   });
 
-  it('reaches nodes by name through the main thread\'s lookup', async () => {
+  it('reaches nodes by name through the main thread\'s lookup, and sends a view\'s answer across once', async () => {
     const a = await pushgatewayDouble(() => [element({ job: 'named' }, 1)]);
     const asked: string[] = [];
     const lookup: LookupFunction = (hostname, _options, callback) => {
@@ -131,6 +131,10 @@ describe('the fleet reads on their worker thread', () => {
       assert.ok(answer.ok);
       assert.match(Buffer.concat(answer.chunks).toString(), /"job":"named"/);
       assert.deepEqual(asked, ['pgw-a.fleet.test']);
+      // The same view's body crosses once: the next read is named by id and served the Buffers already here.
+      const again = await thread.metrics();
+      assert.ok(again.ok);
+      assert.equal(again.chunks, answer.chunks);
     } finally {
       await thread.close();
       await a.close();
