@@ -8,7 +8,8 @@
  *   (the ring's members, the nodes health checks took off it, each node's health as the page shows it); and answers
  *   to the worker's `lookup` requests (with DNS discovery, node names resolve through the main thread's resolver).
  * worker -> main: one `answer` per request, with its id; `listed` after each listing (counted on the main thread's
- *   registry); `lookup` requests.
+ *   registry); `lookup` requests; `pong` for each `ping` (sent while reads wait: a worker that says nothing for
+ *   long is stuck, and is ended like a failed one).
  * A worker that throws, exits or sends anything else has failed: the main thread answers the pending reads with 503s.
  */
 import type { FleetQuery } from '../core/fleet';
@@ -58,8 +59,11 @@ export type FleetRead = Readonly<
 /** FleetRequest is a read as sent: with its id (its answer carries it) and the main thread's facts. */
 export type FleetRequest = FleetRead & Readonly<{ id: number; facts: Facts }>;
 
+/** Ping asks the worker for a sign of life while reads wait on it; it answers `pong` from its event loop. */
+export type Ping = Readonly<{ type: 'ping' }>;
+
 /** ToFleetWorker is every message the main thread sends the fleet's worker. */
-export type ToFleetWorker = FleetRequest | LookupAnswer;
+export type ToFleetWorker = FleetRequest | LookupAnswer | Ping;
 
 /**
  * MetricsBody is a /api/v1/metrics body the worker made: its Buffers' ArrayBuffers, transferred. Sent once; later
@@ -84,4 +88,5 @@ export type FleetAnswer = Readonly<
 export type FromFleetWorker =
   | FleetAnswer
   | Readonly<{ type: 'listed'; node: string; outcome: 'ok' | 'error' }>
-  | Readonly<{ type: 'lookup'; id: number; hostname: string; family: number }>;
+  | Readonly<{ type: 'lookup'; id: number; hostname: string; family: number }>
+  | Readonly<{ type: 'pong' }>;

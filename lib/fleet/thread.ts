@@ -24,13 +24,16 @@ import type { Node } from '../core/node';
 import { fleetNodes } from '../fleet';
 import { type FleetAnswers, type MetricsAnswer, type NodeHealth, defaultHealth } from '../http/fleet-answers';
 import type { Placement } from '../placement';
-import type { Facts, FleetAnswer, FleetRead, FleetRequest, FleetSetup, FromFleetWorker, LookupAnswer, MetricsBody } from './protocol';
+import type { Facts, FleetAnswer, FleetRead, FleetRequest, FleetSetup, FromFleetWorker, LookupAnswer, MetricsBody, Ping } from './protocol';
 
 /** WORKER_FILE is the compiled worker entry point, beside this file. */
 const WORKER_FILE = join(__dirname, 'worker.js');
 
 /** How long after a failure reads are refused before a new worker is started: a worker that cannot start is not restarted per read. */
 const RETRY_MS = 5000;
+/** How often a worker that reads wait on is asked for a sign of life, and how long it may stay silent before it is ended as stuck. */
+const HEARTBEAT_MS = 5000;
+const STUCK_MS = 30_000;
 
 /** FleetThreadOptions configures createFleetThread. */
 export type FleetThreadOptions = Readonly<{
@@ -59,6 +62,13 @@ export type FleetThreadOptions = Readonly<{
   resourceLimits?: ResourceLimits;
   /** How long reads are refused after the worker failed. @default RETRY_MS */
   retryMs?: number;
+  /**
+   * While reads wait, the worker is pinged every `heartbeatMs`; one that sends nothing for `stuckMs` (its event loop
+   * never turns: a bug) is ended and the reads fail like after a crash. Its loop turns every few milliseconds even
+   * while it lists and builds. @default HEARTBEAT_MS and STUCK_MS
+   */
+  heartbeatMs?: number;
+  stuckMs?: number;
 }>;
 
 /** FleetThread is FleetAnswers made on the fleet's worker thread; close ends the thread. */
@@ -72,6 +82,8 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
   const { placement, logger } = settings;
   const health = settings.health ?? defaultHealth;
   const retryMs = settings.retryMs ?? RETRY_MS;
+  const heartbeatMs = settings.heartbeatMs ?? HEARTBEAT_MS;
+  const stuckMs = settings.stuckMs ?? STUCK_MS;
   const listings = settings.registry === undefined
     ? undefined
     : new Counter({
@@ -97,10 +109,15 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
   // The /api/v1/metrics bodies this worker sent, by id: the newest two (a read may name the one before the newest).
   const bodies = new Map<number, HeldBody>();
   let newest: number | undefined;
+  // When the worker last said anything, and the timer that pings it while reads wait.
+  let lastHeard = 0;
+  let heartbeat: NodeJS.Timeout | undefined;
 
   const fail = (failed: Worker, why: string, log: boolean): void => {
     if (worker !== failed) return;
     worker = undefined;
+    clearInterval(heartbeat);
+    heartbeat = undefined;
     const message = `the fleet view failed in its worker thread: ${why}`;
     failure = { at: Date.now(), message };
     if (log) logger.error(message);
@@ -143,6 +160,7 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
     // Reads waiting on it keep the process busy anyway; an idle worker must not keep it alive.
     started.unref();
     started.on('message', (message: FromFleetWorker) => {
+      lastHeard = Date.now();
       switch (message?.type) {
         case 'answer': {
           const read = pending.get(message.id);
@@ -156,6 +174,8 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
         case 'lookup':
           answerLookup(started, message.id, message.hostname, message.family);
           return;
+        case 'pong':
+          return;
         default:
           fail(started, `unexpected message ${JSON.stringify(message)?.slice(0, 100)}`, true);
       }
@@ -166,6 +186,12 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
       fail(started, outOfMemory ? `it ran out of memory (${error.message})` : error.message ?? String(error), true);
     });
     started.on('exit', (code) => fail(started, `the worker exited (code ${code})`, !closed));
+    heartbeat = setInterval(() => {
+      if (pending.size === 0) return;
+      if (Date.now() - lastHeard > stuckMs) fail(started, `it answered nothing for ${stuckMs} ms (stuck)`, true);
+      else started.postMessage({ type: 'ping' } satisfies Ping);
+    }, heartbeatMs);
+    heartbeat.unref();
     return started;
   };
 
@@ -190,6 +216,8 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
         return;
       }
       const id = nextId++;
+      // A worker idle until now owes no sign of life for the time it had nothing to do.
+      if (pending.size === 0) lastHeard = Date.now();
       pending.set(id, { resolve, reject });
       const request: FleetRequest = { ...read, id, facts: facts() };
       to.postMessage(request);

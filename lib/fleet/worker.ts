@@ -143,6 +143,7 @@ function run(port: MessagePort, setup: FleetSetup): void {
 
   port.on('message', (message: ToFleetWorker) => {
     if (message.type === 'lookup') return lookups.settle(message);
+    if (message.type === 'ping') return port.postMessage({ type: 'pong' } satisfies FromFleetWorker);
     handle(message).catch((error: unknown) => answer({ type: 'answer', id: message.id, kind: 'failed', error: `the fleet view failed: ${(error as Error).message}` }));
   });
 }

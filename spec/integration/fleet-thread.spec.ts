@@ -199,6 +199,36 @@ describe('the fleet reads on their worker thread', () => {
       });
     }
 
+    it('ends a worker whose event loop stopped turning, and answers 503', async () => {
+      process.env['PGW_SPEC_FLEET_WORKER'] = 'stuck';
+      const log = new LogSink();
+      const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
+      placement.update([nodeOf('http://127.0.0.1:9')]);
+      const thread = createFleetThread({
+        placement,
+        vnodes: 10,
+        drain: [],
+        staleAfterMs: 3_600_000,
+        client: { timeoutMs: 1000, authorization: undefined },
+        logger: createLogger('info', log),
+        workerFile: MISBEHAVING,
+        retryMs: 0,
+        heartbeatMs: 50,
+        stuckMs: 300,
+      });
+      try {
+        const app = express().use(createFleetRouter({ answers: thread, ui: true }));
+        const page = await request(app).get('/');
+        assert.equal(page.status, 503);
+        assert.equal(page.text, 'the fleet view failed in its worker thread: it answered nothing for 300 ms (stuck)\n');
+        assert.equal(failures(log).length, 1);
+        process.env['PGW_SPEC_FLEET_WORKER'] = 'none';
+        assert.equal((await request(app).get('/')).status, 200);
+      } finally {
+        await thread.close();
+      }
+    });
+
     it('refuses reads for a while after a failure rather than starting a worker per read', async () => {
       const { thread, app, log } = threaded('throw', 60_000);
       try {
