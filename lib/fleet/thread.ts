@@ -180,6 +180,8 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
           fail(started, `unexpected message ${JSON.stringify(message)?.slice(0, 100)}`, true);
       }
     });
+    // Its silence counts from when it runs: starting a thread on a loaded machine is no sign of a stuck one.
+    started.on('online', () => (lastHeard = Date.now()));
     started.on('messageerror', (error) => fail(started, error.message, true));
     started.on('error', (error: NodeJS.ErrnoException) => {
       const outOfMemory = error.code === 'ERR_WORKER_OUT_OF_MEMORY';
