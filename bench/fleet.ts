@@ -18,6 +18,7 @@ import express from 'express';
 import { type Group, groupFromApi } from '../lib/core/group';
 import { type Node, parseNodeUrl } from '../lib/core/node';
 import { createFleet } from '../lib/fleet';
+import { createFleetAnswers } from '../lib/http/fleet-answers';
 import { createFleetRouter } from '../lib/http/fleet-api';
 import type { ListedGroup } from '../lib/nodes/client';
 import { readListing } from '../lib/nodes/listing';
@@ -205,7 +206,7 @@ async function fleetCodeAlone(urls: readonly string[], parsed: readonly (readonl
   };
   const fleet = createFleet({ placement, client: { eachGroup }, drain: [], cacheMs: 0, maxStaleMs: 0 });
   const app = express();
-  app.use(createFleetRouter({ fleet, staleAfterMs: 3_600_000, ui: true }));
+  app.use(createFleetRouter({ answers: createFleetAnswers({ fleet, staleAfterMs: 3_600_000 }), ui: true }));
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
@@ -254,7 +255,7 @@ function phases(d: Director, nodesCpuMs: () => number): Phase {
     const statuses = [...new Set(answers.map((a) => a.status))].join(',');
     const bytes = answers.reduce((sum, a) => sum + a.bytes, 0) / answers.length;
     console.log(
-      `| ${name} | ${fmt(Math.max(...answers.map((a) => a.ms)))} | ${target} | ${(bytes / 2 ** 20).toFixed(2)} MiB, HTTP ${statuses} | ${fmt(stats['maxMs'] ?? 0)} (longest gap ${fmt(stats['stallMs'] ?? 0)}, ${fmt(stats['stallCpuMs'] ?? 0)} of CPU in it) | ${fmt(stats['gcMaxMs'] ?? 0)} / ${fmt(stats['gcTotalMs'] ?? 0)} | ${fmt(stats['cpuMs'] ?? 0)} (bench ${fmt(benchMs)}, Pushgateways ${fmt(nodesUsed)}), RSS ${(stats['rssMiB'] ?? 0).toFixed(0)} MiB | ${pushes.count} pushes (${pushes.failed} failed), slowest ${fmt(pushes.maxMs)} | ${fmt(wallMs)} |`,
+      `| ${name} | ${fmt(Math.max(...answers.map((a) => a.ms)))} | ${target} | ${(bytes / 2 ** 20).toFixed(2)} MiB, HTTP ${statuses} | ${fmt(stats['maxMs'] ?? 0)} (longest gap ${fmt(stats['stallMs'] ?? 0)}, ${fmt(stats['stallCpuMs'] ?? 0)} of CPU in it, ${fmt(stats['stallMainCpuMs'] ?? 0)} of it the push thread's) | ${fmt(stats['gcMaxMs'] ?? 0)} / ${fmt(stats['gcTotalMs'] ?? 0)} | ${fmt(stats['cpuMs'] ?? 0)} (bench ${fmt(benchMs)}, Pushgateways ${fmt(nodesUsed)}), RSS ${(stats['rssMiB'] ?? 0).toFixed(0)} MiB | ${pushes.count} pushes (${pushes.failed} failed), slowest ${fmt(pushes.maxMs)} | ${fmt(wallMs)} |`,
     );
     return [...new Set(answers.map((a) => a.path))].map((path) => `${path} ${fmt(Math.max(...answers.filter((a) => a.path === path).map((a) => a.ms)))}`).join(', ');
   };

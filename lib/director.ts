@@ -12,10 +12,13 @@ import { type Discovery, createDiscovery } from './discovery';
 import type { WatchTuning } from './discovery/consul';
 import { type DnsTuning, createDnsResolver, createResolverLookup } from './discovery/dns';
 import { type FanOut, createFanOut } from './fanout';
-import { type Fleet, createFleet } from './fleet';
+import type { Node } from './core/node';
+import { createFleet } from './fleet';
+import { type FleetThread, createFleetThread } from './fleet/thread';
 import { createApp } from './http/app';
 import { type HealthChecker, createHealthChecker } from './health';
 import { createFastLane } from './http/fast-lane';
+import { type FleetAnswers, createFleetAnswers } from './http/fleet-answers';
 import { type NodeHealth, createFleetRouter } from './http/fleet-api';
 import { type Proxy, createProxy } from './http/proxy';
 import { createPushHandler } from './http/push';
@@ -44,8 +47,8 @@ export type Director = Readonly<{
   tombstones: TombstoneStore | undefined;
   /** The fan-out DELETE both lanes call. */
   fanOut: FanOut;
-  /** The fleet view behind /api/v1/metrics, /api/v1/fleet/groups and the fleet page. */
-  fleet: Fleet;
+  /** The answers of /api/v1/metrics, /api/v1/fleet/groups and the fleet page (made on the fleet's worker thread). */
+  fleet: FleetAnswers;
   /**
    * listen binds the listener, then starts discovery and reconciliation; resolves with the bound address. A listen
    * error rejects before anything else has started, so nothing keeps the process alive after it.
@@ -73,6 +76,14 @@ export type DirectorOptions = Readonly<{
    * the main thread as the one-shot command does. @default 'worker'
    */
   reconcileThread?: 'worker' | 'inline';
+  /**
+   * Where the fleet views are listed, built and rendered: `worker`, one long-lived worker thread (lib/fleet/thread.ts),
+   * or `inline`, on the main thread. @default 'worker'
+   */
+  fleetThread?: 'worker' | 'inline';
+  /** The fleet worker's entry point and how long reads are refused after it failed (specs). */
+  fleetWorkerFile?: string;
+  fleetRetryMs?: number;
 }>;
 
 /** describeHealth renders a node's health for the fleet page from the checker's view of it. */
@@ -148,20 +159,45 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const tombstones = createTombstones(config, metrics.registry, logger);
   const fanOut = createFanOut({ placement, drain: config.reconcile.drain, client: nodeClient, tombstones, logger, registry: metrics.registry });
   const push = createPushHandler({ placement, mode: config.mode, proxy, metrics, logger, fanOut });
-  const fleet = createFleet({
-    placement,
-    client: nodeClient,
-    drain: config.reconcile.drain,
-    down: () => health.statuses().filter((status) => !status.health.up).map((status) => status.node),
-    registry: metrics.registry,
-    ...(options.fleetCacheMs === undefined ? {} : { cacheMs: options.fleetCacheMs }),
-    ...(options.fleetMaxStaleMs === undefined ? {} : { maxStaleMs: options.fleetMaxStaleMs }),
-  });
+  const down = (): Node[] => health.statuses().filter((status) => !status.health.up).map((status) => status.node);
+  const nodeHealth = options.nodeHealth ?? describeHealth(health, config.health.intervalMs > 0);
+  const fleetThread: FleetThread | undefined =
+    options.fleetThread === 'inline'
+      ? undefined
+      : createFleetThread({
+          placement,
+          vnodes: config.vnodes,
+          drain: config.reconcile.drain,
+          down,
+          health: nodeHealth,
+          staleAfterMs: config.ui.staleAfterMs,
+          cacheMs: options.fleetCacheMs,
+          maxStaleMs: options.fleetMaxStaleMs,
+          client: { timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization },
+          lookup: lookup.lookup,
+          logger,
+          registry: metrics.registry,
+          ...(options.fleetWorkerFile === undefined ? {} : { workerFile: options.fleetWorkerFile }),
+          ...(options.fleetRetryMs === undefined ? {} : { retryMs: options.fleetRetryMs }),
+        });
+  const fleet: FleetAnswers =
+    fleetThread ??
+    createFleetAnswers({
+      fleet: createFleet({
+        placement,
+        client: nodeClient,
+        drain: config.reconcile.drain,
+        down,
+        registry: metrics.registry,
+        ...(options.fleetCacheMs === undefined ? {} : { cacheMs: options.fleetCacheMs }),
+        ...(options.fleetMaxStaleMs === undefined ? {} : { maxStaleMs: options.fleetMaxStaleMs }),
+      }),
+      staleAfterMs: config.ui.staleAfterMs,
+      health: nodeHealth,
+    });
   const fleetRouter = createFleetRouter({
-    fleet,
-    staleAfterMs: config.ui.staleAfterMs,
+    answers: fleet,
     ui: config.ui.enabled,
-    health: options.nodeHealth ?? describeHealth(health, config.health.intervalMs > 0),
     ...(options.fleetClock === undefined ? {} : { now: options.fleetClock }),
   });
   const app = createApp({ placement, metrics, logger, routers: [fleetRouter] });
@@ -247,6 +283,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
       await discovery.stop();
       await health.stop();
       await fanOut.close();
+      await fleetThread?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         // A keep-alive connection that finishes its last request becomes idle: close those as they appear, so a

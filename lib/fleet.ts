@@ -5,7 +5,8 @@
  * share it. Readers do not wait for a refresh while the last view is younger than `maxStaleMs`: a Pushgateway takes
  * seconds to list 10,000 groups, and readers get the last view meanwhile. A node that cannot be listed is a Listing
  * with an error; it never hides the others. Building the view takes turns with the other background reads, one slice
- * of the event loop at a time (lib/pace.ts), so a large fleet never holds pushes.
+ * of the event loop at a time (lib/pace.ts). In the director all of this runs on the fleet's own worker thread
+ * (lib/fleet/thread.ts), whose loop also answers the reads between slices, so its garbage never pauses pushes.
  */
 import { Counter, type Registry } from 'prom-client';
 
@@ -53,6 +54,8 @@ export type FleetOptions = Readonly<{
   maxStaleMs?: number;
   /** Where listings are counted; none by default. */
   registry?: Registry;
+  /** Called after each listing with its outcome (the fleet's worker thread counts them on the main thread's registry). */
+  onListing?: (node: Node, outcome: 'ok' | 'error') => void;
   /** The clock, in milliseconds. @default Date.now */
   now?: () => number;
   /** Hands out slices of the event loop to building a view. @default BACKGROUND (lib/pace.ts) */
@@ -140,6 +143,22 @@ function describeListingError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * fleetNodes returns the nodes a fleet read lists, with their role: the ring's members, then the draining nodes off
+ * the ring, then the nodes health checks took off it (neither on the ring nor draining).
+ */
+export function fleetNodes(members: readonly Node[], drain: readonly Node[], down: readonly Node[]): { node: Node; role: NodeRole }[] {
+  const onRing = new Set(members.map((node) => node.id));
+  return [
+    ...members.map((node) => ({ node, role: 'member' as const })),
+    ...drain.filter((node) => !onRing.has(node.id)).map((node) => ({ node, role: 'draining' as const })),
+    // A node its checks took out vanished from the page and the API, its groups with it: the moment to show it.
+    ...down
+      .filter((node) => !onRing.has(node.id) && !drain.some((drained) => drained.id === node.id))
+      .map((node) => ({ node, role: 'down' as const })),
+  ];
+}
+
 /** createFleet returns the fleet reader. */
 export function createFleet(options: FleetOptions): Fleet {
   const { placement, client } = options;
@@ -165,18 +184,7 @@ export function createFleet(options: FleetOptions): Fleet {
   // The last view made, for readers that need not wait: its ring and when its oldest listing started.
   let latest: { ring: Ring; view: FleetView; oldestListedAt: number } | undefined;
 
-  const nodes = (): { node: Node; role: NodeRole }[] => {
-    const members = placement.ring.nodes;
-    const onRing = new Set(members.map((node) => node.id));
-    return [
-      ...members.map((node) => ({ node, role: 'member' as const })),
-      ...options.drain.filter((node) => !onRing.has(node.id)).map((node) => ({ node, role: 'draining' as const })),
-      // A node its checks took out vanished from the page and the API, its groups with it: the moment to show it.
-      ...(options.down?.() ?? [])
-        .filter((node) => !onRing.has(node.id) && !options.drain.some((drained) => drained.id === node.id))
-        .map((node) => ({ node, role: 'down' as const })),
-    ];
-  };
+  const nodes = (): { node: Node; role: NodeRole }[] => fleetNodes(placement.ring.nodes, options.drain, options.down?.() ?? []);
 
   const list = (key: string, node: Node, role: NodeRole, listedAt: number): Promise<Listing> => {
     const groups: FleetGroup[] = [];
@@ -195,11 +203,13 @@ export function createFleet(options: FleetOptions): Fleet {
     return client.eachGroup(node, (group, text) => keep(fleetGroupOf(group, text), text), before === undefined ? {} : { known }).then(
       () => {
         listings?.inc({ node: node.id, outcome: 'ok' });
+        options.onListing?.(node, 'ok');
         lastGroups.set(key, byText);
         return { node, role, listedAt, groups, error: undefined };
       },
       (error: unknown) => {
         listings?.inc({ node: node.id, outcome: 'error' });
+        options.onListing?.(node, 'error');
         return { node, role, listedAt, groups: undefined, error: describeListingError(error) };
       },
     );

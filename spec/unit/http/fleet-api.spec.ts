@@ -7,6 +7,7 @@ import request from 'supertest';
 import type { FleetView, NodeSummary } from '../../../lib/core/fleet';
 import { type FleetGroup, copiesOf, fleetGroupOf } from '../../../lib/core/fleet';
 import type { Fleet } from '../../../lib/fleet';
+import { createFleetAnswers } from '../../../lib/http/fleet-answers';
 import { createFleetRouter } from '../../../lib/http/fleet-api';
 
 const A = { id: '127.0.0.1:9091', url: 'http://127.0.0.1:9091' };
@@ -35,7 +36,7 @@ function view(groups: FleetGroup[], nodes: NodeSummary[] = [line(A, true)]): Fle
 function app(views: FleetView[], maxStaleMs = 60_000) {
   let at = 0;
   const fleet: Fleet = { read: () => Promise.resolve(views[Math.min(at++, views.length - 1)] as FleetView), nodes: () => [], maxStaleMs };
-  return express().use(createFleetRouter({ fleet, staleAfterMs: 3_600_000, ui: false }));
+  return express().use(createFleetRouter({ answers: createFleetAnswers({ fleet, staleAfterMs: 3_600_000 }), ui: false }));
 }
 
 describe('GET /api/v1/metrics', () => {
@@ -78,7 +79,7 @@ describe('GET /api/v1/metrics', () => {
     const pacer = { due: () => true, next: () => new Promise<void>((resolve) => setImmediate(() => (turns++, resolve()))) };
     const one = view(groups);
     const fleet: Fleet = { read: () => Promise.resolve(one), nodes: () => [], maxStaleMs: 60_000 };
-    const server = express().use(createFleetRouter({ fleet, staleAfterMs: 3_600_000, ui: false, pacer }));
+    const server = express().use(createFleetRouter({ answers: createFleetAnswers({ fleet, staleAfterMs: 3_600_000, pacer }), ui: false, pacer }));
     const first = await request(server).get('/api/v1/metrics');
     // The second reader gets the answer already made: every turn it takes is between its writes.
     turns = 0;
