@@ -407,7 +407,16 @@ class Connection implements Downstream {
   shutDown(): void {
     if (this.relay === undefined && !this.draining) {
       this.lane.connections.delete(this);
-      this.socket.destroy();
+      if (this.socket.writableLength === 0) {
+        this.socket.destroy();
+        return;
+      }
+      // An answer written in this turn is still held in the socket (see holdForTurn), or waits there for the
+      // kernel: it goes out first, and a client that will not take it is cut off after the keep-alive timeout.
+      const { socket } = this;
+      socket.destroySoon();
+      const timer = setTimeout(() => socket.destroy(), this.lane.options.keepAliveTimeoutMs);
+      socket.once('close', () => clearTimeout(timer));
     } else {
       this.closeAfter = true;
     }
