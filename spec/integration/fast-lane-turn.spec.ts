@@ -20,10 +20,14 @@ describe('the fast lane closing connections in the turn it answered', () => {
   let director: TestDirector;
   let port: number;
 
+  /** What the client sends right after the node answered, so the director reads both in one turn. */
+  const then = new Map<string, () => void>();
+
   before(async () => {
     backend = await startBackend((_req, res, received) => {
       res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': received.body.length });
       res.end(received.body);
+      then.get(received.url)?.();
     });
     director = directorFromFlags(['--mode=proxy', '--node', backend.url]);
     port = (await director.listen()).port;
@@ -57,4 +61,26 @@ describe('the fast lane closing connections in the turn it answered', () => {
     assert.equal(client.responses[0]?.status, 200);
     assert.equal(client.responses[0]?.body, 'm 7\n');
   });
+
+  // Node's server answers a request it cannot parse with a write and a destroy at once (socketOnError): a request
+  // the lane gives it in the turn the lane answered the push before must not take that answer down with it.
+  for (const [name, next, status] of [
+    ['a malformed request', 'HELLO\r\n\r\n', 400],
+    ['a head over 16 KiB', `PUT /metrics/job/x HTTP/1.1\r\nHost: director\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+  ] as const) {
+    it(`answers a push, then ${name} sent as the answer arrives, in order`, async () => {
+      const path = `/metrics/job/then/instance/${status}`;
+      const client = new Conversation(port);
+      then.set(path, () => client.write(next));
+      client.write(push(path, 'm 8\n'));
+      await until(() => client.closed, 'the connection to be closed');
+      assert.ok(backend.received.some((r) => r.url === path), 'the push never reached the node');
+      assert.deepEqual(
+        client.responses.map((r) => r.status),
+        [200, status],
+        `the node stored the push, the client got: ${JSON.stringify(client.received.slice(0, 200))}`,
+      );
+      assert.equal(client.responses[0]?.body, 'm 8\n');
+    });
+  }
 });
