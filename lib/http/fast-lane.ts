@@ -420,16 +420,9 @@ class Connection implements Downstream {
   shutDown(): void {
     if (this.relay === undefined && !this.draining) {
       this.lane.connections.delete(this);
-      if (this.socket.writableLength === 0) {
-        this.socket.destroy();
-        return;
-      }
-      // An answer written in this turn is still held in the socket (see holdForTurn), or waits there for the
-      // kernel: it goes out first, and a client that will not take it is cut off after the keep-alive timeout.
-      const { socket } = this;
-      socket.destroySoon();
-      const timer = setTimeout(() => socket.destroy(), this.lane.options.keepAliveTimeoutMs);
-      socket.once('close', () => clearTimeout(timer));
+      // An answer written in this turn is still held (see holdForTurn): it goes out before the connection closes.
+      releaseTurn(this.socket);
+      this.socket.destroy();
     } else {
       this.closeAfter = true;
     }
