@@ -166,6 +166,18 @@ function uncorkAll(): void {
   corked.length = 0;
 }
 
+/**
+ * releaseTurn sends what `socket` holds for the turn now. The lane does so before it gives a connection away: Node's
+ * server may write its answer and destroy the socket in one go (a request it cannot parse), which would drop what
+ * is still corked, the answer to the push before included.
+ */
+function releaseTurn(socket: Socket): void {
+  if (socket.writableCorked === 0) return;
+  socket.uncork();
+  const at = corked.indexOf(socket);
+  if (at >= 0) corked.splice(at, 1);
+}
+
 /** holdForTurn corks `socket` until the end of this turn of the event loop, once per turn. */
 function holdForTurn(socket: Socket): void {
   if (socket.writableCorked > 0) return;
@@ -250,6 +262,7 @@ class Connection implements Downstream {
     socket.off('end', this.onEnd);
     socket.off('close', this.onClose);
     socket.off('error', this.onError);
+    releaseTurn(socket);
     // Paused, the bytes put back wait for Node's server; resumed once it listens, they reach its parser first.
     socket.pause();
     if (this.pending !== undefined) socket.unshift(this.pending);
@@ -407,6 +420,8 @@ class Connection implements Downstream {
   shutDown(): void {
     if (this.relay === undefined && !this.draining) {
       this.lane.connections.delete(this);
+      // An answer written in this turn is still held (see holdForTurn): it goes out before the connection closes.
+      releaseTurn(this.socket);
       this.socket.destroy();
     } else {
       this.closeAfter = true;
