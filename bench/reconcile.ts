@@ -6,7 +6,8 @@
  *     --reconcile.drain: a third of the groups are misplaced and the pass migrates them (copy, check, delete);
  *   - pushes through the director at a steady rate meanwhile, from another child process.
  * Prints the fill time, the pass duration, the director's RSS growth, the push latency during the pass and the
- * largest event-loop delay in the director during the pass, against the targets of the issue.
+ * largest event-loop delay in the director during the pass, against the targets of the issue; then what the kernel's
+ * scheduler did with every thread meanwhile (bench/sched.ts), over the pass and 500 ms by 500 ms.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
@@ -19,7 +20,7 @@ import { type Node, parseNodeUrl } from '../lib/core/node';
 import { Placement } from '../lib/placement';
 import { type Pushgateway, startPushgateway } from '../spec/support/pushgateway';
 import { freePort, rssBytes } from '../spec/support/processes';
-import { type ThreadStat, type Usage, readThreads, usageBetween } from './sched';
+import { type ThreadStat, type Usage, machineBusyNs, readThreads, usageBetween } from './sched';
 
 const GROUPS_PER_NODE = Number(process.env['BENCH_GROUPS'] ?? 10_000);
 const PUSH_RATE = Number(process.env['BENCH_PUSH_RATE'] ?? 1000);
@@ -188,41 +189,77 @@ function once<T>(child: ChildProcess, cmd: string): Promise<T> {
   });
 }
 
-type Snapshot = { at: number; director: ThreadStat[]; loadgen: ThreadStat[]; pgs: ThreadStat[] };
+type Snapshot = { at: number; machineNs: number; director: ThreadStat[]; loadgen: ThreadStat[]; pgs: ThreadStat[] };
 const TIMELINE_MS = 500;
+/** The share of a core the machine's other work may use in a window for the window to count as calm. */
+const CALM_REST = 0.2;
 
 /**
- * printScheduling prints, over the pass and then 500 ms by 500 ms, the CPU each party used and how long its threads
- * waited for a CPU while runnable (the kernel's schedstat), next to the pushes' latency in the same window. The
- * director's threads are told apart by nice value: its main thread (the pushes) is the process's own thread, the pass's
- * worker the one niced below the process, and the rest (V8's garbage-collection and compiler helpers, libuv's pool)
- * run at the process's priority.
+ * printScheduling prints, over a window and then (given more than two readings) 500 ms by 500 ms, the CPU each
+ * party used and how long its threads waited for a CPU while runnable (the kernel's schedstat), next to the pushes'
+ * latency in the same window. The director's main thread (the pushes) is the process's own thread; the pass's worker
+ * is the thread that was not there before the pass; the rest are V8's garbage-collection and compiler helpers and
+ * libuv's pool. `rest` is the machine's busy time that none of these used: other work on the machine.
  */
-function printScheduling(snapshots: readonly Snapshot[], samples: readonly [number, number, number][], pid: number): void {
+function printScheduling(snapshots: readonly Snapshot[], when: string, samples: readonly [number, number, number][], pid: number): void {
   const first = snapshots[0];
   const last = snapshots[snapshots.length - 1];
   if (first === undefined || last === undefined || last.director.length === 0) return;
-  const baseNice = last.director.find((t) => t.tid === pid)?.nice ?? 0;
+  // The pass's worker is the thread started for it: not there before the pass began.
+  const before = new Set(first.director.map((t) => t.tid));
   const parties: [string, (s: Snapshot) => ThreadStat[], (t: ThreadStat) => boolean][] = [
     ['director main thread (pushes)', (s) => s.director, (t) => t.tid === pid],
-    ['director pass worker (niced)', (s) => s.director, (t) => t.tid !== pid && t.nice > baseNice],
-    ['director other threads (GC helpers, libuv)', (s) => s.director, (t) => t.tid !== pid && t.nice <= baseNice],
+    ['director pass worker (started for the pass)', (s) => s.director, (t) => !before.has(t.tid)],
+    ['director other threads (V8 GC and compiler helpers, libuv)', (s) => s.director, (t) => t.tid !== pid && before.has(t.tid)],
     ['3 Pushgateways', (s) => s.pgs, () => true],
     ['load generator', (s) => s.loadgen, () => true],
   ];
   const ms = (ns: number): string => (ns / 1e6).toFixed(0);
+  // Summed window by window: a thread that ended (the worker, when the pass is over) still counts up to its last reading.
+  const over = (of: (s: Snapshot) => ThreadStat[], pick: (t: ThreadStat) => boolean): Usage => {
+    const sum: Usage = { runNs: 0, waitNs: 0, slices: 0 };
+    for (let i = 1; i < snapshots.length; i++) {
+      const u = usageBetween(of(snapshots[i - 1] as Snapshot), of(snapshots[i] as Snapshot), pick);
+      sum.runNs += u.runNs;
+      sum.waitNs += u.waitNs;
+      sum.slices += u.slices;
+    }
+    return sum;
+  };
+  // The nice values each party's threads had during the pass (the middle reading).
+  const middle = snapshots[Math.floor(snapshots.length / 2)] as Snapshot;
   const seconds = (last.at - first.at) / 1000;
-  console.log(`\nScheduling during the pass (${seconds.toFixed(1)} s; schedstat: CPU used, time runnable but waiting for a CPU):\n`);
+  console.log(`\nScheduling ${when} (${seconds.toFixed(1)} s; schedstat: CPU used, time runnable but waiting for a CPU):\n`);
   console.log('| threads | nice | CPU ms | CPU share of one core | waited for a CPU, ms | times on a CPU | mean wait per time on a CPU |');
   console.log('|---|---|---|---|---|---|---|');
   for (const [name, of, pick] of parties) {
-    const u: Usage = usageBetween(of(first), of(last), pick);
-    const nices = [...new Set(of(last).filter(pick).map((t) => t.nice))].join(',');
+    const u = over(of, pick);
+    const nices = [...new Set(of(middle).filter(pick).map((t) => t.nice))].join(',');
     console.log(`| ${name} | ${nices} | ${ms(u.runNs)} | ${((u.runNs / 1e9 / seconds) * 100).toFixed(0)}% | ${ms(u.waitNs)} | ${u.slices} | ${u.slices === 0 ? '-' : ((u.waitNs / u.slices) / 1e3).toFixed(0) + ' µs'} |`);
   }
-  console.log(`\nTimeline, ${TIMELINE_MS} ms windows (CPU as % of one core; wait = time runnable without a CPU, in ms):\n`);
-  console.log('| t (s) | pushes | p99 ms | max ms | main CPU | main wait | worker CPU | worker wait | other CPU | PGs CPU | PGs wait | loadgen CPU | loadgen wait |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const total = (a: Snapshot, b: Snapshot): number => parties.reduce((sum, [, of, pick]) => sum + usageBetween(of(a), of(b), pick).runNs, 0);
+  const rest = last.machineNs - first.machineNs - parties.reduce((sum, [, of, pick]) => sum + over(of, pick).runNs, 0);
+  console.log(`| everything else on the machine (other engineers' work) | | ${ms(rest)} | ${((rest / 1e9 / seconds) * 100).toFixed(0)}% | | | |`);
+  if (snapshots.length <= 2) return;
+  // The same pushes, kept only in the windows where the machine's other work (other engineers' suites) stayed under
+  // CALM_REST of a core: what the pass itself does to the pushes, with the bench's own processes as the only load.
+  const calm: number[] = [];
+  let calmWindows = 0;
+  for (let i = 1; i < snapshots.length; i++) {
+    const a = snapshots[i - 1] as Snapshot;
+    const b = snapshots[i] as Snapshot;
+    if ((b.machineNs - a.machineNs - total(a, b)) / ((b.at - a.at) * 1e6) >= CALM_REST) continue;
+    calmWindows++;
+    for (const [at, latency] of samples) if (at >= a.at && at < b.at) calm.push(latency);
+  }
+  calm.sort((x, y) => x - y);
+  console.log(
+    `\npushes in the ${calmWindows} of ${snapshots.length - 1} windows where the machine's other work used under ${CALM_REST * 100}% of a core: ` +
+      `${calm.length}, p50 ${percentile(calm, 50).toFixed(2)} ms, p99 ${percentile(calm, 99).toFixed(2)} ms, max ${percentile(calm, 100).toFixed(1)} ms`,
+  );
+  console.log(`\nTimeline, ${TIMELINE_MS} ms windows (CPU as % of one core; wait = time runnable without a CPU, in ms; rest = the machine's other work, to about 10% of a core):\n`);
+  console.log('| t (s) | pushes | p99 ms | max ms | main CPU | main wait | worker CPU | worker wait | other CPU | PGs CPU | PGs wait | loadgen CPU | loadgen wait | rest CPU |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (let i = 1; i < snapshots.length; i++) {
     const a = snapshots[i - 1] as Snapshot;
     const b = snapshots[i] as Snapshot;
@@ -233,7 +270,7 @@ function printScheduling(snapshots: readonly Snapshot[], samples: readonly [numb
     const [main, worker, other, nodes, client] = used as [Usage, Usage, Usage, Usage, Usage];
     console.log(
       `| ${((a.at - first.at) / 1000).toFixed(1)} | ${window.length} | ${percentile(window, 99).toFixed(1)} | ${percentile(window, 100).toFixed(1)} | ` +
-        `${pct(main)} | ${ms(main.waitNs)} | ${pct(worker)} | ${ms(worker.waitNs)} | ${pct(other)} | ${pct(nodes)} | ${ms(nodes.waitNs)} | ${pct(client)} | ${ms(client.waitNs)} |`,
+        `${pct(main)} | ${ms(main.waitNs)} | ${pct(worker)} | ${ms(worker.waitNs)} | ${pct(other)} | ${pct(nodes)} | ${ms(nodes.waitNs)} | ${pct(client)} | ${ms(client.waitNs)} | ${((Math.max(0, b.machineNs - a.machineNs - total(a, b)) / span) * 100).toFixed(0)}% |`,
     );
   }
 }
@@ -303,6 +340,17 @@ export async function reconcileBench(root: string): Promise<void> {
     console.log(`load generator: ${HTTP_CLIENT ? "node:http's client (BENCH_LOADGEN=http)" : 'node:net, one kept-alive connection per push in flight'}, a process of its own`);
     if (PIN) pin(loadgen.pid, OTHER_CPUS);
     await new Promise((resolve) => setTimeout(resolve, 2000)); // warm-up: connections open, JIT warm
+    // Every thread of every process, read at the start of the quiet window and every 500 ms during the pass: who ran,
+    // who waited for a CPU.
+    const watched = { director: pid, loadgen: loadgen.pid, pgs: pgs.map((pg) => pg.process.pid) };
+    const readAll = (): Snapshot => ({
+      at: Date.now(),
+      machineNs: machineBusyNs(),
+      director: readThreads(watched.director),
+      loadgen: readThreads(watched.loadgen),
+      pgs: watched.pgs.flatMap((p) => readThreads(p)),
+    });
+    const quietSnapshot = readAll();
     const quietStart = Date.now();
     director.send({ cmd: 'quiet' });
     loadgen.send('quiet');
@@ -310,14 +358,6 @@ export async function reconcileBench(root: string): Promise<void> {
     const rssBefore = rssBytes(pid);
     let rssPeak = rssBefore;
     const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssBytes(pid))), 20);
-    // Every thread of every process, read every 500 ms during the pass: who ran, who waited for a CPU.
-    const watched = { director: pid, loadgen: loadgen.pid, pgs: pgs.map((pg) => pg.process.pid) };
-    const readAll = (): Snapshot => ({
-      at: Date.now(),
-      director: readThreads(watched.director),
-      loadgen: readThreads(watched.loadgen),
-      pgs: watched.pgs.flatMap((p) => readThreads(p)),
-    });
     const snapshots: Snapshot[] = [readAll()];
     const schedSampler = setInterval(() => snapshots.push(readAll()), TIMELINE_MS);
     const passStart = Date.now();
@@ -368,7 +408,8 @@ export async function reconcileBench(root: string): Promise<void> {
       console.log(`| the same in the 3 s before the pass | ${delays(result.quiet)} | |`);
       console.log(`| director CPU time used by the pass | ${result.cpuSeconds.toFixed(1)} s | |`);
     }
-    printScheduling(snapshots, samples, pid);
+    printScheduling([quietSnapshot, snapshots[0] as Snapshot], 'in the 3 s before the pass', samples, pid);
+    printScheduling(snapshots, 'during the pass', samples, pid);
     console.log(`\nload average when the pass ended: ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs (other work on the machine slows every figure)\n`);
   } finally {
     loadgen?.kill('SIGTERM');

@@ -50,3 +50,12 @@ export function usageBetween(before: readonly ThreadStat[], after: readonly Thre
   }
   return usage;
 }
+
+/** machineBusyNs returns the CPU time every CPU of the machine has spent busy (not idle, not waiting for I/O) since boot. */
+export function machineBusyNs(): number {
+  if (process.platform !== 'linux') return 0;
+  // /proc/stat's first line: user nice system idle iowait irq softirq steal ..., in USER_HZ (100 per second).
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  const busy = fields.slice(0, 8).reduce((sum, value, i) => (i === 3 || i === 4 ? sum : sum + value), 0);
+  return busy * 1e7;
+}
