@@ -17,7 +17,6 @@ import pino, { type Logger } from 'pino';
 import type { LogLevel } from '../config';
 import type { Placement } from '../placement';
 import { COUNTED_METRICS, type PassReport, type ReconcileMetrics, type ReconcileOptions, type Reconciler, type TombstoneReader } from '../reconcile';
-import { type ThreadPriorities, createThreadPriorities } from './priority';
 import type { FromWorker, LookupAnswer, PassSetup, StopPass, TombstonesAnswer } from './protocol';
 
 /** WORKER_FILE is the compiled worker entry point, beside this file. */
@@ -42,12 +41,7 @@ export type ThreadedReconcilerOptions = Readonly<{
   workerFile?: string;
   /** The worker's heap limits (node:worker_threads); Node's defaults when absent. */
   resourceLimits?: ResourceLimits;
-  /** Lowers the process's helper threads while a pass runs. @default the process's own (lib/reconcile/priority.ts) */
-  priorities?: ThreadPriorities;
 }>;
-
-/** PROCESS_PRIORITIES is the process's one ThreadPriorities, shared by every reconciler in it. */
-const PROCESS_PRIORITIES = createThreadPriorities();
 
 /** LogDestination is where a pino logger writes its lines. */
 type LogDestination = { write(text: string): unknown };
@@ -58,7 +52,6 @@ type LogDestination = { write(text: string): unknown };
  */
 export function createThreadedReconciler(settings: ThreadedReconcilerOptions): Reconciler {
   const { placement, metrics, logger, tombstones } = settings;
-  const priorities = settings.priorities ?? PROCESS_PRIORITIES;
   // pino.symbols.streamSym is pino's documented handle on a logger's destination: the worker formats its lines with
   // the same options (lib/logger.ts), and here they are written out unchanged.
   const destination = (logger as unknown as Record<symbol, LogDestination | undefined>)[pino.symbols.streamSym] ?? process.stdout;
@@ -97,12 +90,9 @@ export function createThreadedReconciler(settings: ThreadedReconcilerOptions): R
         tombstones: tombstones !== undefined,
       };
       let settled = false;
-      // Before the worker starts: a new thread takes the priority of the thread that starts it, and the worker lowers its own.
-      const restorePriorities = priorities.lower();
       const fail = (worker: Worker | undefined, why: string): void => {
         if (settled) return;
         settled = true;
-        restorePriorities();
         metrics.errors.inc();
         metrics.passes.inc();
         void worker?.terminate();
@@ -145,7 +135,6 @@ export function createThreadedReconciler(settings: ThreadedReconcilerOptions): R
             return;
           case 'done':
             settled = true;
-            restorePriorities();
             void worker.terminate();
             resolve(message.report);
             return;

@@ -13,11 +13,12 @@ import { createLogger } from '../logger';
 import { createNodeClient } from '../nodes/client';
 import { Placement } from '../placement';
 import { COUNTED_METRICS, type CountedMetric, type ReconcileMetrics, createReconciler } from '../reconcile';
-import { nicer } from './priority';
 import type { FromWorker, PassSetup, ToWorker } from './protocol';
 
 /** How often buffered log lines and counts go to the main thread: often enough to follow a pass, rarely enough to cost nothing. */
 const FLUSH_MS = 100;
+/** How much nicer than the process the pass's thread runs (Linux nice steps; 19 at most). */
+const NICER = 10;
 /** Buffered log text past which it goes at once. */
 const FLUSH_BYTES = 256 * 1024;
 
@@ -116,7 +117,7 @@ async function run(port: MessagePort, setup: PassSetup): Promise<void> {
     // Linux keeps a nice value per thread, and priority 0 names the calling thread: the pass yields the CPU to the
     // main thread (pushes) and everything else on the machine, without slowing down the main thread itself.
     try {
-      setPriority(0, nicer(getPriority(0)));
+      setPriority(0, Math.min(19, getPriority(0) + NICER));
     } catch {
       // not allowed or not supported: the pass runs at the process's priority
     }
