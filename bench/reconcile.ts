@@ -238,7 +238,8 @@ function printScheduling(snapshots: readonly Snapshot[], when: string, samples: 
     console.log(`| ${name} | ${nices} | ${ms(u.runNs)} | ${((u.runNs / 1e9 / seconds) * 100).toFixed(0)}% | ${ms(u.waitNs)} | ${u.slices} | ${u.slices === 0 ? '-' : ((u.waitNs / u.slices) / 1e3).toFixed(0) + ' µs'} |`);
   }
   const total = (a: Snapshot, b: Snapshot): number => parties.reduce((sum, [, of, pick]) => sum + usageBetween(of(a), of(b), pick).runNs, 0);
-  const rest = last.machineNs - first.machineNs - parties.reduce((sum, [, of, pick]) => sum + over(of, pick).runNs, 0);
+  // /proc/stat counts in 10 ms ticks per CPU: over a short window the difference may come out slightly below 0.
+  const rest = Math.max(0, last.machineNs - first.machineNs - parties.reduce((sum, [, of, pick]) => sum + over(of, pick).runNs, 0));
   console.log(`| everything else on the machine (other engineers' work) | | ${ms(rest)} | ${((rest / 1e9 / seconds) * 100).toFixed(0)}% | | | |`);
   if (snapshots.length <= 2) return;
   // The same pushes, kept only in the windows where the machine's other work (other engineers' suites) stayed under
