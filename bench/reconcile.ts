@@ -6,12 +6,13 @@
  *     --reconcile.drain: a third of the groups are misplaced and the pass migrates them (copy, check, delete);
  *   - pushes through the director at a steady rate meanwhile, from another child process.
  * Prints the fill time, the pass duration, the director's RSS growth, the push latency during the pass and the
- * largest event-loop delay in the director during the pass, against the targets of the issue.
+ * largest event-loop delay in the director during the pass, against the targets of the issue; then what the kernel's
+ * scheduler did with every thread meanwhile (bench/sched.ts), over the pass and 500 ms by 500 ms.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import http from 'node:http';
-import { cpus, loadavg } from 'node:os';
+import { cpus, loadavg, setPriority } from 'node:os';
 import { join } from 'node:path';
 
 import { groupKeyOf } from '../lib/core/group';
@@ -19,6 +20,7 @@ import { type Node, parseNodeUrl } from '../lib/core/node';
 import { Placement } from '../lib/placement';
 import { type Pushgateway, startPushgateway } from '../spec/support/pushgateway';
 import { freePort, rssBytes } from '../spec/support/processes';
+import { type ThreadStat, type Usage, machineBusyNs, readThreads, usageBetween } from './sched';
 
 const GROUPS_PER_NODE = Number(process.env['BENCH_GROUPS'] ?? 10_000);
 const PUSH_RATE = Number(process.env['BENCH_PUSH_RATE'] ?? 1000);
@@ -37,6 +39,25 @@ function pin(pid: number | undefined, cpuList: string): void {
   execFileSync('taskset', ['-a', '-c', '-p', cpuList, String(pid)], { stdio: 'ignore' });
 }
 const LAST_CPU = String(cpus().length - 1);
+/**
+ * BENCH_RECONCILE_NODE_NICE (a nice value, 0 by default) lowers the Pushgateways' CPU priority. They stand for other
+ * machines; here, listing 17 MiB and taking 10,000 moved groups each, they compete with the director for its cores.
+ * Figures with it are not the default run's, and are reported as such.
+ */
+const NODE_NICE = Number(process.env['BENCH_RECONCILE_NODE_NICE'] ?? 0);
+/** BENCH_LOADGEN=http runs the first load generator (node:http's client) instead of bench/reconcile-loadgen.ts. */
+const HTTP_CLIENT = process.env['BENCH_LOADGEN'] === 'http';
+
+/** renice sets the nice value of every thread of a process (Linux keeps one per thread; new threads inherit it). */
+function renice(pid: number | undefined, nice: number): void {
+  for (const thread of readThreads(pid)) {
+    try {
+      setPriority(thread.tid, nice);
+    } catch {
+      // the thread ended
+    }
+  }
+}
 const OTHER_CPUS = `0-${cpus().length - 2}`;
 
 /** groupBody is the text-format body of one group: 5 metric families, as a small batch job would push. */
@@ -108,12 +129,11 @@ async function fill(nodes: readonly Pushgateway[], byNode: Map<string, Labels[]>
 }
 
 /**
- * LOADGEN pushes to the director at a steady rate until told to stop, then sends { samples: [sentAtMs, latencyMs,
- * status][], quiet, pass }: its own event-loop delays before and during the pass. A push's latency includes the time
- * the load generator's own loop takes to see the answer, so a starved load generator inflates it: its delays say by
- * how much at most.
+ * HTTP_LOADGEN is the load generator the bench used first (BENCH_LOADGEN=http keeps it, for an A/B): node:http's
+ * client with a keep-alive agent. bench/reconcile-loadgen.ts replaced it: the same pushes and the same timing, with a
+ * client that costs its process less per push.
  */
-const LOADGEN = `
+const HTTP_LOADGEN = `
 const http = require('node:http');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
 const delay = monitorEventLoopDelay({ resolution: 1 });
@@ -169,6 +189,93 @@ function once<T>(child: ChildProcess, cmd: string): Promise<T> {
   });
 }
 
+type Snapshot = { at: number; machineNs: number; director: ThreadStat[]; loadgen: ThreadStat[]; pgs: ThreadStat[] };
+const TIMELINE_MS = 500;
+/** The share of a core the machine's other work may use in a window for the window to count as calm. */
+const CALM_REST = 0.2;
+
+/**
+ * printScheduling prints, over a window and then (given more than two readings) 500 ms by 500 ms, the CPU each
+ * party used and how long its threads waited for a CPU while runnable (the kernel's schedstat), next to the pushes'
+ * latency in the same window. The director's main thread (the pushes) is the process's own thread; the pass's worker
+ * is the thread that was not there before the pass; the rest are V8's garbage-collection and compiler helpers and
+ * libuv's pool. `rest` is the machine's busy time that none of these used: other work on the machine.
+ */
+function printScheduling(snapshots: readonly Snapshot[], when: string, samples: readonly [number, number, number][], pid: number): void {
+  const first = snapshots[0];
+  const last = snapshots[snapshots.length - 1];
+  if (first === undefined || last === undefined || last.director.length === 0) return;
+  // The pass's worker is the thread started for it: not there before the pass began.
+  const before = new Set(first.director.map((t) => t.tid));
+  const parties: [string, (s: Snapshot) => ThreadStat[], (t: ThreadStat) => boolean][] = [
+    ['director main thread (pushes)', (s) => s.director, (t) => t.tid === pid],
+    ['director pass worker (started for the pass)', (s) => s.director, (t) => !before.has(t.tid)],
+    ['director other threads (V8 GC and compiler helpers, libuv)', (s) => s.director, (t) => t.tid !== pid && before.has(t.tid)],
+    ['3 Pushgateways', (s) => s.pgs, () => true],
+    ['load generator', (s) => s.loadgen, () => true],
+  ];
+  const ms = (ns: number): string => (ns / 1e6).toFixed(0);
+  // Summed window by window: a thread that ended (the worker, when the pass is over) still counts up to its last reading.
+  const over = (of: (s: Snapshot) => ThreadStat[], pick: (t: ThreadStat) => boolean): Usage => {
+    const sum: Usage = { runNs: 0, waitNs: 0, slices: 0 };
+    for (let i = 1; i < snapshots.length; i++) {
+      const u = usageBetween(of(snapshots[i - 1] as Snapshot), of(snapshots[i] as Snapshot), pick);
+      sum.runNs += u.runNs;
+      sum.waitNs += u.waitNs;
+      sum.slices += u.slices;
+    }
+    return sum;
+  };
+  // The nice values each party's threads had during the pass (the middle reading).
+  const middle = snapshots[Math.floor(snapshots.length / 2)] as Snapshot;
+  const seconds = (last.at - first.at) / 1000;
+  console.log(`\nScheduling ${when} (${seconds.toFixed(1)} s; schedstat: CPU used, time runnable but waiting for a CPU):\n`);
+  console.log('| threads | nice | CPU ms | CPU share of one core | waited for a CPU, ms | times on a CPU | mean wait per time on a CPU |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const [name, of, pick] of parties) {
+    const u = over(of, pick);
+    const nices = [...new Set(of(middle).filter(pick).map((t) => t.nice))].join(',');
+    console.log(`| ${name} | ${nices} | ${ms(u.runNs)} | ${((u.runNs / 1e9 / seconds) * 100).toFixed(0)}% | ${ms(u.waitNs)} | ${u.slices} | ${u.slices === 0 ? '-' : ((u.waitNs / u.slices) / 1e3).toFixed(0) + ' µs'} |`);
+  }
+  const total = (a: Snapshot, b: Snapshot): number => parties.reduce((sum, [, of, pick]) => sum + usageBetween(of(a), of(b), pick).runNs, 0);
+  // /proc/stat counts in 10 ms ticks per CPU: over a short window the difference may come out slightly below 0.
+  const rest = Math.max(0, last.machineNs - first.machineNs - parties.reduce((sum, [, of, pick]) => sum + over(of, pick).runNs, 0));
+  console.log(`| everything else on the machine (other engineers' work) | | ${ms(rest)} | ${((rest / 1e9 / seconds) * 100).toFixed(0)}% | | | |`);
+  if (snapshots.length <= 2) return;
+  // The same pushes, kept only in the windows where the machine's other work (other engineers' suites) stayed under
+  // CALM_REST of a core: what the pass itself does to the pushes, with the bench's own processes as the only load.
+  const calm: number[] = [];
+  let calmWindows = 0;
+  for (let i = 1; i < snapshots.length; i++) {
+    const a = snapshots[i - 1] as Snapshot;
+    const b = snapshots[i] as Snapshot;
+    if ((b.machineNs - a.machineNs - total(a, b)) / ((b.at - a.at) * 1e6) >= CALM_REST) continue;
+    calmWindows++;
+    for (const [at, latency] of samples) if (at >= a.at && at < b.at) calm.push(latency);
+  }
+  calm.sort((x, y) => x - y);
+  console.log(
+    `\npushes in the ${calmWindows} of ${snapshots.length - 1} windows where the machine's other work used under ${CALM_REST * 100}% of a core: ` +
+      `${calm.length}, p50 ${percentile(calm, 50).toFixed(2)} ms, p99 ${percentile(calm, 99).toFixed(2)} ms, max ${percentile(calm, 100).toFixed(1)} ms`,
+  );
+  console.log(`\nTimeline, ${TIMELINE_MS} ms windows (CPU as % of one core; wait = time runnable without a CPU, in ms; rest = the machine's other work, to about 10% of a core):\n`);
+  console.log('| t (s) | pushes | p99 ms | max ms | main CPU | main wait | worker CPU | worker wait | other CPU | PGs CPU | PGs wait | loadgen CPU | loadgen wait | rest CPU |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (let i = 1; i < snapshots.length; i++) {
+    const a = snapshots[i - 1] as Snapshot;
+    const b = snapshots[i] as Snapshot;
+    const span = (b.at - a.at) * 1e6;
+    const pct = (u: Usage): string => `${((u.runNs / span) * 100).toFixed(0)}%`;
+    const used = parties.map(([, of, pick]) => usageBetween(of(a), of(b), pick));
+    const window = samples.filter(([at]) => at >= a.at && at < b.at).map(([, latency]) => latency).sort((x, y) => x - y);
+    const [main, worker, other, nodes, client] = used as [Usage, Usage, Usage, Usage, Usage];
+    console.log(
+      `| ${((a.at - first.at) / 1000).toFixed(1)} | ${window.length} | ${percentile(window, 99).toFixed(1)} | ${percentile(window, 100).toFixed(1)} | ` +
+        `${pct(main)} | ${ms(main.waitNs)} | ${pct(worker)} | ${ms(worker.waitNs)} | ${pct(other)} | ${pct(nodes)} | ${ms(nodes.waitNs)} | ${pct(client)} | ${ms(client.waitNs)} | ${((Math.max(0, b.machineNs - a.machineNs - total(a, b)) / span) * 100).toFixed(0)}% |`,
+    );
+  }
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
 }
@@ -184,6 +291,10 @@ export async function reconcileBench(root: string): Promise<void> {
   if (PIN) {
     for (const pg of pgs) pin(pg.process.pid, OTHER_CPUS);
     console.log(`BENCH_PIN=1: the director runs on CPU ${LAST_CPU}, the Pushgateways and the load generator on CPUs ${OTHER_CPUS}\n`);
+  }
+  if (NODE_NICE !== 0) {
+    for (const pg of pgs) renice(pg.process.pid, NODE_NICE);
+    console.log(`BENCH_RECONCILE_NODE_NICE=${NODE_NICE}: the Pushgateways run at nice ${NODE_NICE} (not the default run)\n`);
   }
   let director: ChildProcess | undefined;
   let loadgen: ChildProcess | undefined;
@@ -225,9 +336,22 @@ export async function reconcileBench(root: string): Promise<void> {
     await once(director, 'ready');
     if (PIN) pin(pid, LAST_CPU);
 
-    loadgen = spawn(process.execPath, ['-e', LOADGEN, String(port), String(PUSH_RATE)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const loadgenArgs = HTTP_CLIENT ? ['-e', HTTP_LOADGEN] : [join(root, 'dist', 'bench', 'reconcile-loadgen.js')];
+    loadgen = spawn(process.execPath, [...loadgenArgs, String(port), String(PUSH_RATE)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    console.log(`load generator: ${HTTP_CLIENT ? "node:http's client (BENCH_LOADGEN=http)" : 'node:net, one kept-alive connection per push in flight'}, a process of its own`);
     if (PIN) pin(loadgen.pid, OTHER_CPUS);
     await new Promise((resolve) => setTimeout(resolve, 2000)); // warm-up: connections open, JIT warm
+    // Every thread of every process, read at the start of the quiet window and every 500 ms during the pass: who ran,
+    // who waited for a CPU.
+    const watched = { director: pid, loadgen: loadgen.pid, pgs: pgs.map((pg) => pg.process.pid) };
+    const readAll = (): Snapshot => ({
+      at: Date.now(),
+      machineNs: machineBusyNs(),
+      director: readThreads(watched.director),
+      loadgen: readThreads(watched.loadgen),
+      pgs: watched.pgs.flatMap((p) => readThreads(p)),
+    });
+    const quietSnapshot = readAll();
     const quietStart = Date.now();
     director.send({ cmd: 'quiet' });
     loadgen.send('quiet');
@@ -235,6 +359,8 @@ export async function reconcileBench(root: string): Promise<void> {
     const rssBefore = rssBytes(pid);
     let rssPeak = rssBefore;
     const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssBytes(pid))), 20);
+    const snapshots: Snapshot[] = [readAll()];
+    const schedSampler = setInterval(() => snapshots.push(readAll()), TIMELINE_MS);
     const passStart = Date.now();
     const answer = once<PassAnswer>(director, 'pass');
     director.send({ cmd: 'pass' });
@@ -243,6 +369,8 @@ export async function reconcileBench(root: string): Promise<void> {
     const result = await Promise.race([answer, timeout]);
     const passEnd = Date.now();
     clearInterval(sampler);
+    clearInterval(schedSampler);
+    snapshots.push(readAll());
     rssPeak = Math.max(rssPeak, rssBytes(pid));
     let progress = '';
     let sofar: Delays | undefined;
@@ -281,6 +409,8 @@ export async function reconcileBench(root: string): Promise<void> {
       console.log(`| the same in the 3 s before the pass | ${delays(result.quiet)} | |`);
       console.log(`| director CPU time used by the pass | ${result.cpuSeconds.toFixed(1)} s | |`);
     }
+    printScheduling([quietSnapshot, snapshots[0] as Snapshot], 'in the 3 s before the pass', samples, pid);
+    printScheduling(snapshots, 'during the pass', samples, pid);
     console.log(`\nload average when the pass ended: ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs (other work on the machine slows every figure)\n`);
   } finally {
     loadgen?.kill('SIGTERM');

@@ -39,6 +39,11 @@ export type EachGroupOptions = Readonly<{
    * an earlier listing, and `visit` is not called for it (readListing's `known`).
    */
   known?: (text: string) => boolean;
+  /**
+   * Called once the node starts to answer (its headers arrived), before the body is read. A Pushgateway encodes its
+   * whole listing before it sends a byte, so by then the node has done the costly part of the listing.
+   */
+  onAnswer?: () => void;
 }>;
 
 /** HealthAnswer is the outcome of one health check: the node's status, or why there was none. */
@@ -258,6 +263,7 @@ export function createNodeClient(options: NodeClientOptions): NodeClient {
     try {
       arm();
       const response = await request(node, '/api/v1/metrics', { signal: controller.signal });
+      eachOptions.onAnswer?.();
       if (!response.ok) {
         await response.body?.cancel();
         throw new Error(fail('listing', node, response.status));

@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 
 import { type Family, type Group, groupIdentity, groupKeyOf } from '../../../lib/core/group';
 import type { Node } from '../../../lib/core/node';
-import type { HealthAnswer, ListedGroup, NodeClient } from '../../../lib/nodes/client';
+import type { EachGroupOptions, HealthAnswer, ListedGroup, NodeClient } from '../../../lib/nodes/client';
 import { Placement } from '../../../lib/placement';
 import { type ReconcileOptions, createReconcileMetrics, createReconciler } from '../../../lib/reconcile';
 import type { TombstoneStore } from '../../../lib/tombstones';
@@ -91,7 +91,7 @@ class Fleet implements NodeClient {
 
   listGroupsWithText = async (node: Node): Promise<ListedGroup[]> => (await this.listGroups(node)).map((group) => ({ group, text: JSON.stringify(group) }));
 
-  eachGroup = async (node: Node, visit: (group: Group, text: string) => void): Promise<void> => {
+  eachGroup = async (node: Node, visit: (group: Group, text: string) => void, _options?: EachGroupOptions): Promise<void> => {
     for (const group of await this.listGroups(node)) visit(group, JSON.stringify(group));
   };
 }
@@ -253,5 +253,39 @@ describe('a reconciliation pass around the decisions', () => {
     const report = await reconciler.pass();
     assert.deepEqual([report.expired, report.skipped, report.errors], [1, [B.id], 1]);
     assert.ok(sink.lines.some((line) => typeof line['age_s'] === 'number' && line['age_s'] >= 600));
+  });
+  it('asks one node at a time for its listing, the next once the one before starts answering, and goes on past a failed one', async () => {
+    const { placement, fleet, reconciler } = setUp({ migrate: true });
+    for (const owner of [A, B]) fleet.put(C, labelsOwnedBy(placement, owner), { m: family('1', NOW - 10) }, NOW - 10);
+    fleet.fail.add(`list:${B.id}`);
+    // Each listing is held before it answers until the test lets it go: the log says which listings were asked for.
+    const asked: string[] = [];
+    const answer = new Map<string, () => void>();
+    const each = fleet.eachGroup;
+    fleet.eachGroup = async (node, visit, options) => {
+      asked.push(node.id);
+      await new Promise<void>((resolve) => answer.set(node.id, resolve));
+      options?.onAnswer?.();
+      await each(node, visit);
+    };
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    const passing = reconciler.pass();
+    await settle();
+    assert.deepEqual(asked, [A.id], 'the second node is asked only when the first answers');
+    answer.get(A.id)?.();
+    await settle();
+    assert.deepEqual(asked, [A.id, B.id]);
+    answer.get(B.id)?.();
+    await settle();
+    assert.deepEqual(asked, [A.id, B.id, C.id], 'a node that failed to answer ends its turn');
+    answer.get(C.id)?.();
+    // Step 3: the owner that received a group (A; B could not be listed, so it receives nothing) is listed again.
+    await settle();
+    assert.deepEqual(asked.slice(3), [A.id]);
+    answer.get(A.id)?.();
+    const report = await passing;
+    assert.deepEqual([report.migrated, report.skipped], [1, [B.id]], JSON.stringify(report));
   });
 });
