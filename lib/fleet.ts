@@ -159,6 +159,16 @@ export function fleetNodes(members: readonly Node[], drain: readonly Node[], dow
   ];
 }
 
+/** listingsCounter registers pgw_director_fleet_listings_total{node,outcome}: listings made for the fleet views. */
+export function listingsCounter(registry: Registry): Counter<'node' | 'outcome'> {
+  return new Counter({
+    name: 'pgw_director_fleet_listings_total',
+    help: 'Listings of a node\'s groups made for the fleet views, by outcome (ok or error).',
+    labelNames: ['node', 'outcome'] as const,
+    registers: [registry],
+  });
+}
+
 /** createFleet returns the fleet reader. */
 export function createFleet(options: FleetOptions): Fleet {
   const { placement, client } = options;
@@ -166,14 +176,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const maxStaleMs = options.maxStaleMs ?? FLEET_MAX_STALE_MS;
   const now = options.now ?? Date.now;
   const pacer = options.pacer ?? BACKGROUND;
-  const listings = options.registry === undefined
-    ? undefined
-    : new Counter({
-      name: 'pgw_director_fleet_listings_total',
-      help: 'Listings of a node\'s groups made for the fleet views, by outcome (ok or error).',
-      labelNames: ['node', 'outcome'] as const,
-      registers: [options.registry],
-    });
+  const listings = options.registry === undefined ? undefined : listingsCounter(options.registry);
   const cache = new Map<string, Entry>();
   // Per node, the groups of its last complete listing by their JSON text: an element whose text did not change since
   // (most of them, 5 s apart) is taken over as it is, neither parsed nor rebuilt.

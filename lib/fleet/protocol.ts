@@ -15,9 +15,9 @@
 import type { FleetQuery } from '../core/fleet';
 import type { HashKeyMode } from '../core/key-hash';
 import type { Node } from '../core/node';
-import type { LookupAnswer } from '../reconcile/protocol';
+import type { LookupAnswer } from '../threads/lookup';
 
-export type { LookupAnswer } from '../reconcile/protocol';
+export type { LookupAnswer } from '../threads/lookup';
 
 /** FleetSetup is what the fleet's worker is started with. */
 export type FleetSetup = Readonly<{

@@ -16,15 +16,16 @@ import type { LookupFunction } from 'node:net';
 import { join } from 'node:path';
 import { type ResourceLimits, Worker } from 'node:worker_threads';
 
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 
 import type { FleetQuery } from '../core/fleet';
 import type { Node } from '../core/node';
-import { fleetNodes } from '../fleet';
+import { fleetNodes, listingsCounter } from '../fleet';
 import { type FleetAnswers, type MetricsAnswer, type NodeHealth, defaultHealth } from '../http/fleet-answers';
 import type { Placement } from '../placement';
-import type { Facts, FleetAnswer, FleetRead, FleetRequest, FleetSetup, FromFleetWorker, LookupAnswer, MetricsBody, Ping } from './protocol';
+import type { Facts, FleetAnswer, FleetRead, FleetRequest, FleetSetup, FromFleetWorker, MetricsBody, Ping } from './protocol';
+import { answerLookup } from '../threads/lookup';
 
 /** WORKER_FILE is the compiled worker entry point, beside this file. */
 const WORKER_FILE = join(__dirname, 'worker.js');
@@ -84,14 +85,7 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
   const retryMs = settings.retryMs ?? RETRY_MS;
   const heartbeatMs = settings.heartbeatMs ?? HEARTBEAT_MS;
   const stuckMs = settings.stuckMs ?? STUCK_MS;
-  const listings = settings.registry === undefined
-    ? undefined
-    : new Counter({
-      name: 'pgw_director_fleet_listings_total',
-      help: 'Listings of a node\'s groups made for the fleet views, by outcome (ok or error).',
-      labelNames: ['node', 'outcome'] as const,
-      registers: [settings.registry],
-    });
+  const listings = settings.registry === undefined ? undefined : listingsCounter(settings.registry);
   const setup: FleetSetup = {
     vnodes: settings.vnodes,
     hashKey: placement.hashKey,
@@ -129,17 +123,6 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
     for (const read of waiting) read.reject(new Error(message));
   };
 
-  const answerLookup = (to: Worker, id: number, hostname: string, family: number): void => {
-    const send = (answer: LookupAnswer): void => to.postMessage(answer);
-    if (settings.lookup === undefined) {
-      send({ type: 'lookup', id, ok: false, message: 'no lookup on the main thread', code: undefined });
-      return;
-    }
-    settings.lookup(hostname, { family, all: true }, (error, addresses) => {
-      if (error !== null) send({ type: 'lookup', id, ok: false, message: error.message, code: error.code });
-      else send({ type: 'lookup', id, ok: true, addresses: Array.isArray(addresses) ? addresses : [{ address: addresses, family }] });
-    });
-  };
 
   const start = (): Worker => {
     if (closed) throw new Error('the director is shutting down');
@@ -172,7 +155,7 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
           listings?.inc({ node: message.node, outcome: message.outcome });
           return;
         case 'lookup':
-          answerLookup(started, message.id, message.hostname, message.family);
+          answerLookup(settings.lookup, message.id, message.hostname, message.family, (answer) => started.postMessage(answer));
           return;
         case 'pong':
           return;

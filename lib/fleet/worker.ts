@@ -17,6 +17,7 @@ import { createNodeClient } from '../nodes/client';
 import { BACKGROUND } from '../pace';
 import { Placement } from '../placement';
 import type { Facts, FleetAnswer, FleetRequest, FleetSetup, FromFleetWorker, LookupAnswer, ToFleetWorker } from './protocol';
+import { lookupThrough } from '../threads/lookup';
 
 /**
  * How much nicer than the process the fleet's thread runs (Linux nice steps). Less than the reconciliation worker's
@@ -33,20 +34,15 @@ type Body = { id: number; made: Promise<Buffer[]>; ready: boolean; sent: boolean
 function createLookup(port: MessagePort): { lookup: LookupFunction; settle(answer: LookupAnswer): void } {
   let next = 0;
   const waiting = new Map<number, (answer: LookupAnswer) => void>();
-  const lookup: LookupFunction = (hostname, options, callback) => {
-    const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : Number(options.family ?? 0);
-    const id = next++;
-    waiting.set(id, (answer) => {
-      if (!answer.ok) {
-        const error: NodeJS.ErrnoException = Object.assign(new Error(answer.message), { code: answer.code, hostname, syscall: 'getaddrinfo' });
-        callback(error, options.all === true ? [] : '', undefined);
-      } else if (options.all === true) callback(null, [...answer.addresses]);
-      else if (answer.addresses[0] === undefined) callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), '', undefined);
-      else callback(null, answer.addresses[0].address, answer.addresses[0].family);
-    });
-    const ask: FromFleetWorker = { type: 'lookup', id, hostname, family };
-    port.postMessage(ask);
-  };
+  const lookup = lookupThrough(
+    (hostname, family) =>
+      new Promise((resolve) => {
+        const id = next++;
+        waiting.set(id, resolve);
+        const ask: FromFleetWorker = { type: 'lookup', id, hostname, family };
+        port.postMessage(ask);
+      }),
+  );
   const settle = (answer: LookupAnswer): void => {
     const done = waiting.get(answer.id);
     waiting.delete(answer.id);

@@ -10,12 +10,14 @@
  * main -> worker: one answer per request, with the same type and id; and `stop`, at most once, to end the pass early.
  * A worker that throws, exits, or runs out of memory before `done` is a failed pass (the main thread rejects).
  */
-import type { LookupAddress } from 'node:dns';
 
 import type { LogLevel } from '../config';
 import type { HashKeyMode } from '../core/key-hash';
 import type { Node } from '../core/node';
 import type { CountedMetric, PassReport, ReconcileOptions } from '../reconcile';
+import type { LookupAnswer } from '../threads/lookup';
+
+export type { LookupAnswer } from '../threads/lookup';
 
 /** PassSetup is everything a worker needs to run one pass, as of the moment the pass starts. */
 export type PassSetup = Readonly<{
@@ -58,10 +60,6 @@ export type TombstonesAnswer = Readonly<
   { type: 'tombstones'; id: number } & ({ ok: true; entries: readonly (readonly [string, number])[] } | { ok: false; message: string })
 >;
 
-/** LookupAnswer is the main thread's answer to a `lookup` request: every address of the name, or the error. */
-export type LookupAnswer = Readonly<
-  { type: 'lookup'; id: number } & ({ ok: true; addresses: readonly LookupAddress[] } | { ok: false; message: string; code: string | undefined })
->;
 
 /** StopPass asks the worker to start no new delete or move and end the pass (the director is shutting down). */
 export type StopPass = Readonly<{ type: 'stop' }>;

@@ -17,7 +17,8 @@ import pino, { type Logger } from 'pino';
 import type { LogLevel } from '../config';
 import type { Placement } from '../placement';
 import { COUNTED_METRICS, type PassReport, type ReconcileMetrics, type ReconcileOptions, type Reconciler, type TombstoneReader } from '../reconcile';
-import type { FromWorker, LookupAnswer, PassSetup, StopPass, TombstonesAnswer } from './protocol';
+import type { FromWorker, PassSetup, StopPass, TombstonesAnswer } from './protocol';
+import { answerLookup } from '../threads/lookup';
 
 /** WORKER_FILE is the compiled worker entry point, beside this file. */
 const WORKER_FILE = join(__dirname, 'worker.js');
@@ -56,17 +57,6 @@ export function createThreadedReconciler(settings: ThreadedReconcilerOptions): R
   // the same options (lib/logger.ts), and here they are written out unchanged.
   const destination = (logger as unknown as Record<symbol, LogDestination | undefined>)[pino.symbols.streamSym] ?? process.stdout;
 
-  const answerLookup = (worker: Worker, id: number, hostname: string, family: number): void => {
-    const send = (answer: LookupAnswer): void => worker.postMessage(answer);
-    if (settings.lookup === undefined) {
-      send({ type: 'lookup', id, ok: false, message: 'no lookup on the main thread', code: undefined });
-      return;
-    }
-    settings.lookup(hostname, { family, all: true }, (error, addresses) => {
-      if (error !== null) send({ type: 'lookup', id, ok: false, message: error.message, code: error.code });
-      else send({ type: 'lookup', id, ok: true, addresses: Array.isArray(addresses) ? addresses : [{ address: addresses, family }] });
-    });
-  };
 
   const answerTombstones = (worker: Worker, id: number, now: number): void => {
     const send = (answer: TombstonesAnswer): void => worker.postMessage(answer);
@@ -131,7 +121,7 @@ export function createThreadedReconciler(settings: ThreadedReconcilerOptions): R
             answerTombstones(worker, message.id, message.now);
             return;
           case 'lookup':
-            answerLookup(worker, message.id, message.hostname, message.family);
+            answerLookup(settings.lookup, message.id, message.hostname, message.family, (answer) => worker.postMessage(answer));
             return;
           case 'done':
             settled = true;

@@ -5,7 +5,6 @@
  * snapshot it was given, reaches the nodes through its own NodeClient, asks the main thread for the tombstones, and
  * sends its log lines and counters back in batches (lib/reconcile/protocol.ts).
  */
-import type { LookupFunction } from 'node:net';
 import { getPriority, setPriority } from 'node:os';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 
@@ -14,6 +13,7 @@ import { createNodeClient } from '../nodes/client';
 import { Placement } from '../placement';
 import { COUNTED_METRICS, type CountedMetric, type ReconcileMetrics, createReconciler } from '../reconcile';
 import type { FromWorker, PassSetup, ToWorker } from './protocol';
+import { lookupThrough } from '../threads/lookup';
 
 /** How often buffered log lines and counts go to the main thread: often enough to follow a pass, rarely enough to cost nothing. */
 const FLUSH_MS = 100;
@@ -97,18 +97,10 @@ function createRequests(port: MessagePort) {
   };
 
   /** lookup resolves node names through the main thread's lookup (DNS discovery's resolver and its last good answers). */
-  const lookup: LookupFunction = (hostname, options, callback) => {
-    const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : Number(options.family ?? 0);
-    void ask('lookup', { hostname, family }).then((answer) => {
-      if (answer.type !== 'lookup' || !answer.ok) {
-        const failure = answer.type === 'lookup' && !answer.ok ? answer : { message: 'a lookup got the wrong answer', code: undefined };
-        const error: NodeJS.ErrnoException = Object.assign(new Error(failure.message), { code: failure.code, hostname, syscall: 'getaddrinfo' });
-        callback(error, options.all === true ? [] : '', undefined);
-      } else if (options.all === true) callback(null, [...answer.addresses]);
-      else if (answer.addresses[0] === undefined) callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), '', undefined);
-      else callback(null, answer.addresses[0].address, answer.addresses[0].family);
-    });
-  };
+  const lookup = lookupThrough(async (hostname, family) => {
+    const answer = await ask('lookup', { hostname, family });
+    return answer.type === 'lookup' ? answer : { type: 'lookup', id: -1, ok: false, message: 'a lookup got the wrong answer', code: undefined };
+  });
   return { tombstones, lookup, stop: stop.signal };
 }
 

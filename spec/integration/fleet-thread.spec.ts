@@ -10,7 +10,7 @@ import { Registry } from 'prom-client';
 import request from 'supertest';
 
 import { type Node, parseNodeUrl } from '../../lib/core/node';
-import { createFleetThread, type FleetThread } from '../../lib/fleet/thread';
+import { createFleetThread, type FleetThread, type FleetThreadOptions } from '../../lib/fleet/thread';
 import { createFleetRouter } from '../../lib/http/fleet-api';
 import { createLogger } from '../../lib/logger';
 import { Placement } from '../../lib/placement';
@@ -145,7 +145,7 @@ describe('the fleet reads on their worker thread', () => {
     afterEach(() => {
       delete process.env['PGW_SPEC_FLEET_WORKER'];
     });
-    const threaded = (how: string, retryMs: number): { thread: FleetThread; app: express.Express; log: LogSink } => {
+    const threaded = (how: string, retryMs: number, more: Partial<FleetThreadOptions> = {}): { thread: FleetThread; app: express.Express; log: LogSink } => {
       process.env['PGW_SPEC_FLEET_WORKER'] = how;
       const log = new LogSink();
       const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
@@ -161,6 +161,7 @@ describe('the fleet reads on their worker thread', () => {
         workerFile: MISBEHAVING,
         retryMs,
         ...(how === 'hog' ? { resourceLimits: { maxOldGenerationSizeMb: 32 } } : {}),
+        ...more,
       });
       return { thread, app: express().use(createFleetRouter({ answers: thread, ui: true })), log };
     };
@@ -200,24 +201,8 @@ describe('the fleet reads on their worker thread', () => {
     }
 
     it('ends a worker whose event loop stopped turning, and answers 503', async () => {
-      process.env['PGW_SPEC_FLEET_WORKER'] = 'stuck';
-      const log = new LogSink();
-      const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
-      placement.update([nodeOf('http://127.0.0.1:9')]);
-      const thread = createFleetThread({
-        placement,
-        vnodes: 10,
-        drain: [],
-        staleAfterMs: 3_600_000,
-        client: { timeoutMs: 1000, authorization: undefined },
-        logger: createLogger('info', log),
-        workerFile: MISBEHAVING,
-        retryMs: 0,
-        heartbeatMs: 50,
-        stuckMs: 300,
-      });
+      const { thread, app, log } = threaded('stuck', 0, { heartbeatMs: 50, stuckMs: 300 });
       try {
-        const app = express().use(createFleetRouter({ answers: thread, ui: true }));
         const page = await request(app).get('/');
         assert.equal(page.status, 503);
         assert.equal(page.text, 'the fleet view failed in its worker thread: it answered nothing for 300 ms (stuck)\n');
