@@ -333,7 +333,14 @@ export async function reconcileBench(root: string): Promise<void> {
       execArgv: (process.env['BENCH_DIRECTOR_NODE_OPTIONS'] ?? '').split(' ').filter((arg) => arg !== ''),
     });
     const pid = director.pid as number;
-    await once(director, 'ready');
+    // A director that dies (a V8 check, an OOM kill) ends the bench with its exit, not an unhandled error that
+    // leaves the Pushgateways and the load generator running: sending to a dead child emits 'error'.
+    director.on('error', (error) => console.error(`the director's IPC channel failed: ${error.message}`));
+    const died = new Promise<never>((_, reject) => {
+      director?.once('exit', (code, signal) => reject(new Error(`the director exited during the bench (${signal ?? `code ${code}`})`)));
+    });
+    died.catch(() => undefined);
+    await Promise.race([once(director, 'ready'), died]);
     if (PIN) pin(pid, LAST_CPU);
 
     const loadgenArgs = HTTP_CLIENT ? ['-e', HTTP_LOADGEN] : [join(root, 'dist', 'bench', 'reconcile-loadgen.js')];
@@ -366,7 +373,7 @@ export async function reconcileBench(root: string): Promise<void> {
     director.send({ cmd: 'pass' });
     loadgen.send('pass');
     const timeout = new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), PASS_TIMEOUT_S * 1000).unref());
-    const result = await Promise.race([answer, timeout]);
+    const result = await Promise.race([answer, timeout, died]);
     const passEnd = Date.now();
     clearInterval(sampler);
     clearInterval(schedSampler);
