@@ -47,11 +47,7 @@ export type Facts = Readonly<{
 
 /** FleetRead is one read the main thread asks the worker to answer. */
 export type FleetRead = Readonly<
-  | {
-      type: 'metrics';
-      /** The id of the /api/v1/metrics body the main thread holds, if any: the worker then need not send it again. */
-      have: number | undefined;
-    }
+  | { type: 'metrics' }
   | { type: 'groups'; query: FleetQuery; nowMs: number }
   | { type: 'page'; path: string; query: FleetQuery; nowMs: number }
 >;

@@ -214,7 +214,7 @@ export function createFleetThread(settings: FleetThreadOptions): FleetThread {
   };
 
   const metrics = async (): Promise<MetricsAnswer> => {
-    const answer = await ask({ type: 'metrics', have: newest });
+    const answer = await ask({ type: 'metrics' });
     if (answer.kind === 'refused') return { ok: false, status: 503, error: answer.error };
     if (answer.kind !== 'metrics') throw new Error(answer.kind === 'failed' ? answer.error : `the fleet view failed in its worker thread: unexpected answer ${answer.kind}`);
     if (answer.made !== undefined) hold(answer.made);

@@ -80,8 +80,10 @@ function run(port: MessagePort, setup: FleetSetup): void {
   });
   const bodies = new WeakMap<FleetView, Body>();
   let nextBody = 1;
-  // The newest body sent: the main thread holds it, and is served it while the next view's body is made.
-  let lastSent: { id: number; oldestListedAt: number } | undefined;
+  // The newest body made (sent or not): reads are served it while the current view's body is made. Not the newest
+  // body sent: a reader polling past the cache finds a new view at every read, whose body is never ready yet, and was
+  // served the same old body for a whole minute while newer ones were made and never sent.
+  let lastMade: Body | undefined;
 
   /** learn takes the main thread's facts: the ring (rebuilt only when its members changed) and the nodes down. */
   const learn = (facts: Facts): NodeHealth => {
@@ -93,24 +95,11 @@ function run(port: MessagePort, setup: FleetSetup): void {
 
   const answer = (message: FleetAnswer, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
 
-  const metrics = async (id: number, have: number | undefined): Promise<void> => {
-    const view = await fleet.read();
-    const refusal = metricsRefusal(view);
-    if (refusal !== undefined) return answer({ type: 'answer', id, kind: 'refused', error: refusal });
-    let body = bodies.get(view);
-    if (body === undefined) {
-      const made: Body = { id: nextBody++, made: serialiseMetrics(view.newest, BACKGROUND), ready: false, sent: false, oldestListedAt: oldestListingOf(view), unlisted: unlistedOf(view) };
-      void made.made.then(() => (made.ready = true));
-      bodies.set(view, made);
-      body = made;
-    }
-    if (!body.ready && lastSent !== undefined && have === lastSent.id && Date.now() - lastSent.oldestListedAt < fleet.maxStaleMs) {
-      return answer({ type: 'answer', id, kind: 'metrics', body: lastSent.id, made: undefined });
-    }
+  /** send answers with `body`: named by id if the main thread has it, else its Buffers, transferred. */
+  const send = async (id: number, body: Body): Promise<void> => {
     const chunks = await body.made;
     if (body.sent) return answer({ type: 'answer', id, kind: 'metrics', body: body.id, made: undefined });
     body.sent = true;
-    if (lastSent === undefined || body.oldestListedAt >= lastSent.oldestListedAt) lastSent = { id: body.id, oldestListedAt: body.oldestListedAt };
     const buffers = chunks.map((chunk) => chunk.buffer as ArrayBuffer);
     const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     // Transferred: the main thread owns the bytes from here, and this thread keeps nothing of them.
@@ -121,11 +110,29 @@ function run(port: MessagePort, setup: FleetSetup): void {
     );
   };
 
+  const metrics = async (id: number): Promise<void> => {
+    const view = await fleet.read();
+    const refusal = metricsRefusal(view);
+    if (refusal !== undefined) return answer({ type: 'answer', id, kind: 'refused', error: refusal });
+    let body = bodies.get(view);
+    if (body === undefined) {
+      const made: Body = { id: nextBody++, made: serialiseMetrics(view.newest, BACKGROUND), ready: false, sent: false, oldestListedAt: oldestListingOf(view), unlisted: unlistedOf(view) };
+      void made.made.then(() => {
+        made.ready = true;
+        if (lastMade === undefined || made.oldestListedAt >= lastMade.oldestListedAt) lastMade = made;
+      });
+      bodies.set(view, made);
+      body = made;
+    }
+    if (!body.ready && lastMade !== undefined && Date.now() - lastMade.oldestListedAt < fleet.maxStaleMs) return send(id, lastMade);
+    return send(id, body);
+  };
+
   const handle = async (request: FleetRequest): Promise<void> => {
     const health = learn(request.facts);
     switch (request.type) {
       case 'metrics':
-        return metrics(request.id, request.have);
+        return metrics(request.id);
       case 'groups': {
         const bytes = ownedBytes(groupsBody(await fleet.read(), request.query, request.nowMs, setup.staleAfterMs, health));
         return answer({ type: 'answer', id: request.id, kind: 'bytes', bytes: bytes.buffer as ArrayBuffer }, [bytes.buffer as ArrayBuffer]);

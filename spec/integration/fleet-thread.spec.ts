@@ -141,6 +141,48 @@ describe('the fleet reads on their worker thread', () => {
     }
   });
 
+  it('serves the newest view whose answer is made while the next one is made, never one older (readers polling past the cache)', async () => {
+    // Each listing holds the groups pushed so far; a reader polls past the cache, so every read finds a new view.
+    let pushed = 1;
+    const registry = new Registry();
+    const a = await pushgatewayDouble(() => Array.from({ length: pushed }, (_, i) => element({ job: `poll-${i}` }, 100 + i)));
+    const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
+    placement.update([nodeOf(a.url)]);
+    const thread = createFleetThread({
+      placement,
+      vnodes: 10,
+      drain: [],
+      staleAfterMs: 3_600_000,
+      cacheMs: 0,
+      client: { timeoutMs: 5000, authorization: undefined },
+      logger: createLogger('info', new LogSink()),
+      registry,
+    });
+    const listed = async (): Promise<number> => (await registry.getSingleMetric('pgw_director_fleet_listings_total')?.get())?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;
+    const jobsIn = async (): Promise<number> => {
+      const answer = await thread.metrics();
+      assert.ok(answer.ok);
+      return (JSON.parse(Buffer.concat(answer.chunks).toString()) as Data).data.length;
+    };
+    try {
+      assert.equal(await jobsIn(), 1);
+      pushed = 2;
+      const seen: number[] = [];
+      for (let read = 0; read < 8 && !seen.includes(2); read++) {
+        const before = await listed();
+        seen.push(await jobsIn());
+        // The read started a listing unless one still ran (the cache is 0 ms); the next read comes once it was made
+        // and the worker had time to build its view.
+        for (let turn = 0; turn < 5000 && (await listed()) === before; turn++) await new Promise((resolve) => setImmediate(resolve));
+        for (let turn = 0; turn < 200; turn++) await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.ok(seen.includes(2), `a view made after the push was never served (served ${seen.join(', ')} groups)`);
+    } finally {
+      await thread.close();
+      await a.close();
+    }
+  });
+
   describe('a worker that fails is a 503 and one log line, never a failed process', () => {
     afterEach(() => {
       delete process.env['PGW_SPEC_FLEET_WORKER'];
