@@ -13,9 +13,9 @@ import { createLogger } from '../lib/logger';
 
 async function main(): Promise<void> {
   const config = parseConfig(parseFlags(process.argv.slice(2)).values);
-  // BENCH_RECONCILE_THREAD=inline runs the pass on the main thread, as before passes had a worker thread of their own.
-  const reconcileThread = process.env['BENCH_RECONCILE_THREAD'] === 'inline' ? 'inline' : 'worker';
-  const director = createDirector(config, createLogger(config.logLevel), { reconcileThread });
+  // BENCH_RECONCILE_THREAD=inline runs the pass on the main thread, as before passes had a process of their own.
+  const reconcileIn = process.env['BENCH_RECONCILE_THREAD'] === 'inline' ? 'inline' : 'process';
+  const director = createDirector(config, createLogger(config.logLevel), { reconcileIn });
   const address = await director.listen();
   // Resolution 1 ms: a blocked loop shows up as one long delay; the figure is the largest one.
   const delay = monitorEventLoopDelay({ resolution: 1 });

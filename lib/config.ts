@@ -115,7 +115,7 @@ export type ReconcileConfig = Readonly<{
   ttlMs: number | undefined;
   /** How long a group deleted through the director is remembered; 0: not at all. */
   tombstoneTtlMs: number;
-  /** The largest old generation of a pass's worker thread, in bytes; 0: Node's default. */
+  /** The largest old generation of a pass's child process, in bytes; 0: Node's default. */
   maxHeapBytes: number;
 }>;
 
@@ -237,7 +237,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: 'reconcile.max-heap',
     kind: 'string',
     default: '256MiB',
-    help: "Largest heap of a pass's worker thread (old generation); a pass that needs more fails and says so. 0: Node's default.",
+    help: "Largest heap of a pass's child process (old generation); a pass that needs more fails and says so. 0: Node's default.",
   },
   { flag: 'group.ttl', kind: 'string', help: 'Delete groups whose last push is older than this (off by default).' },
   {

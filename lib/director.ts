@@ -27,7 +27,7 @@ import { type DirectorMetrics, createMetrics } from './metrics';
 import { type NodeClient, createNodeClient } from './nodes/client';
 import { Placement, type RingChange } from './placement';
 import { type Reconciler, createReconcileMetrics, createReconciler } from './reconcile';
-import { createThreadedReconciler } from './reconcile/thread';
+import { createProcessReconciler } from './reconcile/process';
 import { type TombstoneStore, createTombstones } from './tombstones';
 
 /** Director is one running director. */
@@ -72,10 +72,10 @@ export type DirectorOptions = Readonly<{
   /** The clock the fleet views measure ages with (Date.now by default). */
   fleetClock?: () => number;
   /**
-   * Where reconciliation passes run: `worker`, a worker thread per pass (lib/reconcile/thread.ts), or `inline`, on
-   * the main thread as the one-shot command does. @default 'worker'
+   * Where reconciliation passes run: `process`, a child process per pass (lib/reconcile/process.ts), or `inline`, on
+   * the main thread as the one-shot command does. @default 'process'
    */
-  reconcileThread?: 'worker' | 'inline';
+  reconcileIn?: 'process' | 'inline';
   /**
    * Where the fleet views are listed, built and rendered: `worker`, one long-lived worker thread (lib/fleet/thread.ts),
    * or `inline`, on the main thread. @default 'worker'
@@ -207,15 +207,15 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const server = createServer({ push, app, ...(fastLane === undefined ? {} : { fastLane }) }, timeouts);
   const reconcileMetrics = createReconcileMetrics(metrics.registry);
   const reconciler =
-    options.reconcileThread === 'inline'
+    options.reconcileIn === 'inline'
       ? createReconciler(placement, config.reconcile, reconcileMetrics, logger, nodeClient, tombstones)
-      : createThreadedReconciler({
+      : createProcessReconciler({
           placement,
           vnodes: config.vnodes,
           options: config.reconcile,
           client: { timeoutMs: config.proxyTimeoutMs, authorization: config.nodeAuthorization },
           lookup: lookup.lookup,
-          ...(config.reconcile.maxHeapBytes === 0 ? {} : { resourceLimits: { maxOldGenerationSizeMb: config.reconcile.maxHeapBytes / 2 ** 20 } }),
+          ...(config.reconcile.maxHeapBytes === 0 ? {} : { maxHeapMb: config.reconcile.maxHeapBytes / 2 ** 20 }),
           logLevel: config.logLevel,
           metrics: reconcileMetrics,
           logger,

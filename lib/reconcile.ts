@@ -29,7 +29,7 @@ import type { TombstoneStore } from './tombstones';
 /** RingView is what a pass reads of the placement: the current ring and how a grouping key hashes onto it. */
 export type RingView = Pick<Placement, 'ring' | 'hash'>;
 
-/** TombstoneReader is what a pass reads of the tombstones (a TombstoneStore, or the main thread's through a port). */
+/** TombstoneReader is what a pass reads of the tombstones (a TombstoneStore, or the director's over a pass process's IPC channel). */
 export type TombstoneReader = Pick<TombstoneStore, 'read'>;
 
 /** ReconcileOptions configures a pass. */
@@ -73,8 +73,8 @@ export type CountedMetric = (typeof COUNTED_METRICS)[number];
 
 /**
  * ReconcileMetrics is what a pass records: its counters, the last pass's duration and the drained nodes' emptiness.
- * createReconcileMetrics makes them prom-client metrics; a pass in a worker thread records into stand-ins that carry
- * the figures to the main thread's (lib/reconcile/thread.ts).
+ * createReconcileMetrics makes them prom-client metrics; a pass in a child process records into stand-ins that carry
+ * the figures to the director's (lib/reconcile/process.ts).
  */
 export type ReconcileMetrics = Readonly<
   Record<CountedMetric, Readonly<{ inc(by?: number): void }>> & {

@@ -1,14 +1,15 @@
 /**
- * The messages between the director's main thread and a reconciliation pass running in a worker thread
- * (lib/reconcile/thread.ts starts it, lib/reconcile/worker.ts runs it). Plain data only: everything here crosses
- * threads by structured clone.
+ * The messages between the director and a reconciliation pass running in a child process of its own
+ * (lib/reconcile/process.ts starts it, lib/reconcile/child.ts runs it). Plain data only: everything here crosses the
+ * child's IPC channel by structured clone (`serialization: 'advanced'`).
  *
- * main -> worker, once, as workerData: a PassSetup (the ring snapshot, the pass's options, how to reach the nodes).
- * worker -> main: `output` batches (log lines, counter increments, drained-node gauges), `tombstones` requests (the
- *   store lives on the main thread, Consul's or memory), `lookup` requests (with DNS discovery, node names resolve
- *   through the main thread's resolver), and one `done` with the pass's report.
- * main -> worker: one answer per request, with the same type and id; and `stop`, at most once, to end the pass early.
- * A worker that throws, exits, or runs out of memory before `done` is a failed pass (the main thread rejects).
+ * director -> child, once, first: `setup`, a PassSetup (the ring snapshot, the pass's options, how to reach the nodes,
+ *   the node credentials included: they go over the channel, never on the child's command line or environment).
+ * child -> director: `output` batches (log lines, counter increments, drained-node gauges), `tombstones` requests (the
+ *   store lives in the director, Consul's or memory), `lookup` requests (with DNS discovery, node names resolve
+ *   through the director's resolver), and one `done` with the pass's report, or one `failed` with why it failed.
+ * director -> child: one answer per request, with the same type and id; and `stop`, at most once, to end the pass early.
+ * A child that fails, throws, exits, or runs out of memory before `done` is a failed pass (the director rejects).
  */
 
 import type { LogLevel } from '../config';
@@ -19,27 +20,29 @@ import type { LookupAnswer } from '../threads/lookup';
 
 export type { LookupAnswer } from '../threads/lookup';
 
-/** PassSetup is everything a worker needs to run one pass, as of the moment the pass starts. */
+/** PassSetup is everything a child needs to run one pass, as of the moment the pass starts. */
 export type PassSetup = Readonly<{
-  /** The ring the pass reconciles against: its members and how it is built (the worker builds the same ring). */
+  /** The ring the pass reconciles against: its members and how it is built (the child builds the same ring). */
   ring: Readonly<{ nodes: readonly Node[]; vnodes: number; hashKey: HashKeyMode }>;
   options: ReconcileOptions;
   /**
-   * The NodeClient's settings: timeout, the node credentials, and whether node names resolve through the main
-   * thread's lookup (DNS discovery's resolver, whose last good answers the worker then shares) rather than the
-   * system's.
+   * The NodeClient's settings: timeout, the node credentials, and whether node names resolve through the director's
+   * lookup (DNS discovery's resolver, whose last good answers the child then shares) rather than the system's.
    */
   client: Readonly<{ timeoutMs: number; authorization: string | undefined; lookupOnMain: boolean }>;
-  /** The level the main thread logs at; the worker formats its lines at the same level. */
+  /** The level the director logs at; the child formats its lines at the same level. */
   logLevel: LogLevel;
   /** False when --group.tombstone-ttl is 0: no tombstones to read. */
   tombstones: boolean;
 }>;
 
-/** PassOutput is what a worker reports as it goes: log lines to write, counters to add, gauges to set. */
+/** SetupPass is the first message a child receives: the pass to run. */
+export type SetupPass = Readonly<{ type: 'setup'; setup: PassSetup }>;
+
+/** PassOutput is what a child reports as it goes: log lines to write, counters to add, gauges to set. */
 export type PassOutput = Readonly<{
   type: 'output';
-  /** Complete JSON log lines, each ending with a newline, formatted by the worker's logger. */
+  /** Complete JSON log lines, each ending with a newline, formatted by the child's logger. */
   lines: string;
   counts: Partial<Record<CountedMetric, number>>;
   /** The last pass's duration in seconds, once known. */
@@ -48,21 +51,21 @@ export type PassOutput = Readonly<{
   drained: readonly (readonly [string, number])[];
 }>;
 
-/** FromWorker is every message a pass worker sends. */
-export type FromWorker =
+/** FromChild is every message a pass's child process sends. */
+export type FromChild =
   | PassOutput
   | Readonly<{ type: 'tombstones'; id: number; now: number }>
   | Readonly<{ type: 'lookup'; id: number; hostname: string; family: number }>
-  | Readonly<{ type: 'done'; report: PassReport }>;
+  | Readonly<{ type: 'done'; report: PassReport }>
+  | Readonly<{ type: 'failed'; message: string }>;
 
-/** TombstonesAnswer is the main thread's answer to a `tombstones` request: the entries, or why they are unknown. */
+/** TombstonesAnswer is the director's answer to a `tombstones` request: the entries, or why they are unknown. */
 export type TombstonesAnswer = Readonly<
   { type: 'tombstones'; id: number } & ({ ok: true; entries: readonly (readonly [string, number])[] } | { ok: false; message: string })
 >;
 
-
-/** StopPass asks the worker to start no new delete or move and end the pass (the director is shutting down). */
+/** StopPass asks the child to start no new delete or move and end the pass (the director is shutting down). */
 export type StopPass = Readonly<{ type: 'stop' }>;
 
-/** ToWorker is every message the main thread sends a pass worker. */
-export type ToWorker = TombstonesAnswer | LookupAnswer | StopPass;
+/** ToChild is every message the director sends a pass's child process. */
+export type ToChild = SetupPass | TombstonesAnswer | LookupAnswer | StopPass;

@@ -1,7 +1,8 @@
 /**
- * Name lookups across threads. A worker thread (the reconcile pass, the fleet reads) resolves node names through the
- * main thread's lookup (DNS discovery's resolver and its last good answers), by message: the worker asks with a
- * `lookup` request, the main thread answers with a LookupAnswer. Both sides of that exchange are here, once.
+ * Name lookups across threads and processes. The fleet reads' worker thread and the reconcile pass's child process
+ * resolve node names through the director's main-thread lookup (DNS discovery's resolver and its last good answers),
+ * by message: they ask with a `lookup` request, the main thread answers with a LookupAnswer. Both sides of that
+ * exchange are here, once.
  */
 import type { LookupAddress } from 'node:dns';
 import type { LookupFunction } from 'node:net';

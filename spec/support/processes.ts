@@ -1,9 +1,9 @@
 /**
  * Processes on loopback for specs and benchmarks: free ports, waiting for a listener, node:http sinks, children
- * started and stopped, and their memory.
+ * started and stopped, their children, their threads' nice values, and their memory.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 
 /** SINK is a node:http server (run with `node -e SINK PORT`) that reads each request and answers 200 at once. */
@@ -61,4 +61,42 @@ export async function stopChild(child: ChildProcess): Promise<void> {
 export function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/** childPids lists the processes a process started that are still running (Linux: the children file of each of its threads in /proc). */
+export function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter((word) => word.trim() !== '').map(Number);
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
+/** niceOfThreads reads the nice value of every thread of a process (Linux: field 19 of /proc/<pid>/task/<tid>/stat). */
+export function niceOfThreads(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // The command name may hold spaces and parentheses: count fields after its closing one.
+      return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+    } catch {
+      return []; // the thread ended between the listing and the read
+    }
+  });
+}
+
+/** isRunning says whether a process exists and is not a zombie. */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }

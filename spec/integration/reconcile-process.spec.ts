@@ -1,0 +1,365 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+
+import { Registry } from 'prom-client';
+import request from 'supertest';
+
+import { parseNodeUrl } from '../../lib/core/node';
+import { createLogger } from '../../lib/logger';
+import { Placement } from '../../lib/placement';
+import { createReconcileMetrics } from '../../lib/reconcile';
+import { type ProcessReconcilerOptions, childEnvironment, createProcessReconciler } from '../../lib/reconcile/process';
+import { type TestDirector, LogSink, directorFromFlags } from '../support/director';
+import { type FakePushgateway, startFakePushgateway } from '../support/fake-pushgateway';
+import { childPids, freePort, isRunning, niceOfThreads } from '../support/processes';
+import { until } from '../support/wait';
+
+const MISBEHAVING = join(__dirname, '..', 'support', 'children', 'misbehaving-pass.js');
+const BIN = join(__dirname, '..', '..', 'bin', 'pgw-director.js');
+const LINUX = process.platform === 'linux';
+
+const counter = async (registry: Registry, name: string): Promise<number> => (await registry.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
+
+const withoutDuration = (report: object): object => ({ ...report, durationMs: 0 });
+
+describe('reconciliation passes in a child process', () => {
+  const pgws: FakePushgateway[] = [];
+  const directors: TestDirector[] = [];
+  afterEach(async () => {
+    for (const director of directors.splice(0)) await director.close();
+    await Promise.all(pgws.splice(0).map((pgw) => pgw.stop()));
+  });
+
+  /** fleet starts two ring members and one node to drain holding `groups` groups, pushed a minute ago. */
+  const fleet = async (groups: number): Promise<{ flags: string[]; drained: FakePushgateway; members: FakePushgateway[] }> => {
+    const started = await Promise.all([1, 2, 3].map(() => startFakePushgateway()));
+    pgws.push(...started);
+    const [a, b, drained] = started as [FakePushgateway, FakePushgateway, FakePushgateway];
+    for (let i = 0; i < groups; i++) drained.push({ job: `j${i}`, instance: `i${i}` }, { m: i }, Date.now() / 1000 - 60);
+    return { flags: ['--node', a.url, '--node', b.url, `--reconcile.drain=${drained.url}`], drained, members: [a, b] };
+  };
+
+  it('reports, counts and logs a pass exactly as a pass on the main thread does', async () => {
+    const reports: object[] = [];
+    const counts: number[][] = [];
+    const messages: string[][] = [];
+    for (const reconcileIn of ['process', 'inline'] as const) {
+      const { flags, drained, members } = await fleet(40);
+      const director = directorFromFlags(flags, {}, { reconcileIn });
+      directors.push(director);
+      director.discovery.start();
+      const report = await director.reconciler.pass();
+      assert.equal(report.migrated, 40);
+      assert.deepEqual(report.drainedEmpty, [drained.id]);
+      assert.equal(drained.groups.size, 0);
+      assert.equal(members.reduce((sum, pgw) => sum + pgw.groups.size, 0), 40);
+      reports.push(withoutDuration(report));
+      const registry = director.metrics.registry;
+      counts.push(
+        await Promise.all(
+          ['migrated_groups_total', 'misplaced_groups_total', 'passes_total', 'errors_total'].map((name) => counter(registry, `pgw_director_reconcile_${name}`)),
+        ),
+      );
+      const gauge = await registry.getSingleMetric('pgw_director_reconcile_drained_node_empty')?.get();
+      assert.equal(gauge?.values.find((value) => value.labels['node'] === drained.id)?.value, 1, `${reconcileIn}: drained gauge`);
+      const lines = director.log.lines.filter((line) => line['component'] === 'reconcile');
+      assert.ok(lines.every((line) => line['name'] === 'pgw-director'), 'the child logs with the director\'s logger options');
+      messages.push(lines.map((line) => String(line['msg'])).sort());
+    }
+    // The two fleets differ only in their ports, which the report does not hold except as node ids.
+    const [child, inline] = reports as [Record<string, unknown>, Record<string, unknown>];
+    assert.deepEqual({ ...child, drainedEmpty: [] }, { ...inline, drainedEmpty: [] });
+    assert.deepEqual(counts[0], [40, 40, 1, 0]);
+    assert.deepEqual(counts[0], counts[1]);
+    assert.deepEqual(messages[0], messages[1]);
+    assert.ok(messages[0]?.includes('reconciliation pass done'));
+  });
+
+  it('reads the tombstones in the director: a group deleted through the director is deleted from the drained node, not moved', async () => {
+    const { flags, drained, members } = await fleet(3);
+    const director = directorFromFlags([...flags, '--reconcile.migrate'], {});
+    directors.push(director);
+    director.discovery.start();
+    // Recorded as deleted now: the drained copies, pushed a minute ago, are older.
+    await director.tombstones?.record({ job: 'j1', instance: 'i1' }, Date.now() / 1000);
+    const report = await director.reconciler.pass();
+    assert.equal(report.tombstoned, 1);
+    assert.equal(report.migrated, 2);
+    assert.equal(drained.groups.size, 0);
+    assert.ok(!members.some((pgw) => pgw.has({ job: 'j1', instance: 'i1' })));
+  });
+
+  describe('a child that fails is a failed pass, never a failed director', () => {
+    afterEach(() => {
+      delete process.env['PGW_SPEC_MISBEHAVE'];
+    });
+    const reconcilerFor = (how: string, extra: Partial<ProcessReconcilerOptions> = {}) => {
+      const registry = new Registry();
+      const metrics = createReconcileMetrics(registry);
+      const log = new LogSink();
+      const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
+      const parsed = parseNodeUrl('http://127.0.0.1:9');
+      assert.ok(parsed.ok);
+      placement.update([parsed.node]);
+      const reconciler = createProcessReconciler({
+        placement,
+        vnodes: 10,
+        options: { migrate: false, drain: [], dryRun: false, ttlMs: undefined },
+        client: { timeoutMs: 1000, authorization: undefined },
+        logLevel: 'info',
+        metrics,
+        logger: createLogger('info', log),
+        tombstones: undefined,
+        childFile: MISBEHAVING,
+        ...(how === 'hog' ? { maxHeapMb: 32 } : {}),
+        ...extra,
+      });
+      process.env['PGW_SPEC_MISBEHAVE'] = how;
+      return { reconciler, registry, log };
+    };
+
+    const prefix = '^the reconciliation pass failed in its process: ';
+    const cases: { name: string; how: string; extra?: Partial<ProcessReconcilerOptions>; message: RegExp }[] = [
+      { name: 'throws', how: 'throw', message: new RegExp(`${prefix}the pass process exited \\(code 1\\) before the pass ended: Error: the pass broke$`) },
+      { name: 'reports a failure', how: 'fail', message: new RegExp(`${prefix}the pass broke$`) },
+      { name: 'exits midway', how: 'exit', message: new RegExp(`${prefix}the pass process exited \\(code 3\\) before the pass ended$`) },
+      { name: 'sends garbage', how: 'garbage', message: new RegExp(`${prefix}unexpected message \\{"type":"surprise"\\}$`) },
+      { name: 'ends without a word', how: 'silent', message: new RegExp(`${prefix}the pass process exited \\(code 0\\) before the pass ended$`) },
+      {
+        name: 'outgrows --reconcile.max-heap',
+        how: 'hog',
+        message: new RegExp(`${prefix}it needed more memory than --reconcile\\.max-heap allows \\(JavaScript heap out of memory\\)$`),
+      },
+      {
+        name: 'cannot be started (no such node binary, through nice)',
+        how: 'sleep',
+        extra: { execPath: '/nonexistent/node' },
+        message: new RegExp(`${prefix}the pass process exited \\(code 127\\) before the pass ended: \\S*nice: .*/nonexistent/node.*No such file or directory`),
+      },
+      {
+        name: 'cannot be started (no such node binary, no nice)',
+        how: 'sleep',
+        extra: { execPath: '/nonexistent/node', niceCommand: 'pgw-spec-no-such-nice' },
+        message: new RegExp(`${prefix}it could not be started: spawn /nonexistent/node ENOENT$`),
+      },
+    ];
+    for (const { name, how, extra, message } of cases) {
+      it(`${name}: the pass rejects with one line and counts an error`, async () => {
+        const { reconciler, registry, log } = reconcilerFor(how, extra);
+        await assert.rejects(reconciler.pass(), (error: Error) => {
+          assert.match(error.message, message);
+          assert.ok(!error.message.includes('\n'), 'one line');
+          return true;
+        });
+        assert.equal(await counter(registry, 'pgw_director_reconcile_errors_total'), 1);
+        assert.equal(await counter(registry, 'pgw_director_reconcile_passes_total'), 1);
+        if (how === 'exit') {
+          // What the child reported before it died still counts and is logged.
+          assert.equal(await counter(registry, 'pgw_director_reconcile_misplaced_groups_total'), 2);
+          assert.deepEqual(log.lines.map((line) => line['msg']), ['half a pass']);
+        }
+      });
+    }
+  });
+});
+
+/** startListing serves a drained node's listing of `groups` generated groups, calling `onList` as it starts. */
+async function startListing(
+  groups: number,
+  onList: (req: http.IncomingMessage) => void,
+  options: { hold?: boolean } = {},
+): Promise<{ url: string; close(): void }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    if (req.url !== '/api/v1/metrics') {
+      res.writeHead(202).end();
+      return;
+    }
+    onList(req);
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write('{"status":"success","data":[');
+    // A held listing never ends: the pass waits on it until its reader goes away.
+    if (options.hold === true) return;
+    let i = 0;
+    const more = (): void => {
+      let chunk = '';
+      for (let n = 0; n < 500 && i < groups; n++, i++) {
+        chunk += `${i === 0 ? '' : ','}{"labels":{"job":"j${i}","instance":"host-${i}.example"},"last_push_successful":true,"m":{"time_stamp":"2026-01-01T00:00:00Z","type":"GAUGE","help":"h","metrics":[{"labels":{"instance":"host-${i}.example","job":"j${i}"},"value":"${i}"}]},"push_time_seconds":{"time_stamp":"2026-01-01T00:00:00Z","type":"GAUGE","help":"h","metrics":[{"labels":{"instance":"host-${i}.example","job":"j${i}"},"value":"1767225600"}]}}`;
+      }
+      if (i >= groups) res.end(`${chunk}]}`);
+      else if (res.write(chunk)) setImmediate(more);
+      else res.once('drain', more);
+    };
+    more();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.close();
+      server.closeAllConnections();
+    },
+  };
+}
+
+/** passChild returns the one pass process this process runs (the spec's director is in this process). */
+const passChild = (): number | undefined => childPids(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('child.js'));
+
+describe('the pass process as the director runs it', () => {
+  const closers: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
+  });
+
+  it('runs every thread of the pass 10 nice steps below the director, whose threads keep their priority; the process ends with the pass', { skip: !LINUX }, async () => {
+    const before = niceOfThreads(process.pid);
+    let during: { director: number[]; child: number[]; pid: number | undefined } = { director: [], child: [], pid: undefined };
+    const drained = await startListing(10, () => {
+      const pid = passChild();
+      during = { director: niceOfThreads(process.pid), child: pid === undefined ? [] : niceOfThreads(pid), pid };
+    });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const director = directorFromFlags(['--node', member.url, `--reconcile.drain=${drained.url}`]);
+    closers.push(() => director.close());
+    director.discovery.start();
+    const report = await director.reconciler.pass();
+    assert.equal(report.migrated, 9 + 1);
+    const base = Math.min(...before);
+    assert.ok(before.every((nice) => nice === base), `director threads before the pass: ${before.join(' ')}`);
+    assert.ok(during.director.every((nice) => nice === base), `director threads during the pass: ${during.director.join(' ')}`);
+    // Node's main thread, V8's platform threads, libuv's: at least 5, every one niced.
+    assert.ok(during.child.length >= 5, `pass threads: ${during.child.join(' ')}`);
+    assert.ok(during.child.every((nice) => nice === Math.min(19, base + 10)), `pass threads during the pass: ${during.child.join(' ')}`);
+    const pid = during.pid as number;
+    assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /--single-threaded-gc\0--max-old-space-size=256\0/);
+    await until(() => !isRunning(pid), 'the pass process ends with its pass', 10_000);
+  });
+
+  it('without `nice` the pass still runs, at the director\'s priority, after one warning line', { skip: !LINUX }, async () => {
+    let childNices: number[] = [];
+    const drained = await startListing(3, () => {
+      const pid = passChild();
+      childNices = pid === undefined ? [] : niceOfThreads(pid);
+    });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const log = new LogSink();
+    const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
+    const parsed = parseNodeUrl(member.url);
+    const drainedNode = parseNodeUrl(drained.url);
+    assert.ok(parsed.ok && drainedNode.ok);
+    placement.update([parsed.node]);
+    const reconciler = createProcessReconciler({
+      placement,
+      vnodes: 10,
+      options: { migrate: false, drain: [drainedNode.node], dryRun: false, ttlMs: undefined },
+      client: { timeoutMs: 5000, authorization: undefined },
+      logLevel: 'info',
+      metrics: createReconcileMetrics(new Registry()),
+      logger: createLogger('info', log),
+      tombstones: undefined,
+      niceCommand: 'pgw-spec-no-such-nice',
+    });
+    assert.equal((await reconciler.pass()).migrated, 3);
+    // The generated listing still offers the 3 groups: the owner's copies are newer now, and these are deleted.
+    assert.deepEqual([(await reconciler.pass()).deleted, (await reconciler.pass()).errors], [3, 0]);
+    const warnings = log.lines.filter((line) => String(line['msg']).startsWith('nice not found'));
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0]?.['level'], 40);
+    const base = Math.min(...niceOfThreads(process.pid));
+    assert.ok(childNices.length >= 5 && childNices.every((nice) => nice === base), `pass threads: ${childNices.join(' ')}`);
+  });
+
+  it('sends the node credentials over the IPC channel: never on the pass\'s command line or in its environment', { skip: !LINUX }, async () => {
+    const authorization = 'Basic c3BlYy11c2VyOnNwZWMtc2VjcmV0LTQy';
+    let seen: { cmdline: string; environ: string; header: string | undefined } | undefined;
+    const drained = await startListing(3, (req) => {
+      const pid = passChild();
+      if (pid === undefined) return;
+      seen = { cmdline: readFileSync(`/proc/${pid}/cmdline`, 'utf8'), environ: readFileSync(`/proc/${pid}/environ`, 'utf8'), header: req.headers.authorization };
+    });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    process.env['CONSUL_HTTP_TOKEN'] = 'spec-consul-token-42';
+    closers.push(() => void delete process.env['CONSUL_HTTP_TOKEN']);
+    const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
+    const parsed = parseNodeUrl(member.url);
+    const drainedNode = parseNodeUrl(drained.url);
+    assert.ok(parsed.ok && drainedNode.ok);
+    placement.update([parsed.node]);
+    const log = new LogSink();
+    const reconciler = createProcessReconciler({
+      placement,
+      vnodes: 10,
+      options: { migrate: false, drain: [drainedNode.node], dryRun: false, ttlMs: undefined },
+      client: { timeoutMs: 5000, authorization },
+      logLevel: 'debug',
+      metrics: createReconcileMetrics(new Registry()),
+      logger: createLogger('debug', log),
+      tombstones: undefined,
+    });
+    await reconciler.pass();
+    assert.ok(seen !== undefined, 'the listing was asked for by the pass process');
+    assert.equal(seen.header, authorization, 'the credentials reached the node');
+    for (const secret of ['c3BlYy11c2VyOnNwZWMtc2VjcmV0LTQy', 'spec-consul-token-42']) {
+      assert.ok(!seen.cmdline.includes(secret), 'not on the command line');
+      assert.ok(!seen.environ.includes(secret), 'not in the environment');
+      assert.ok(!log.raw.some((line) => line.includes(secret)), 'not logged');
+    }
+    assert.ok(seen.environ.includes('PATH='), 'the rest of the environment is there');
+  });
+
+  it('childEnvironment drops what may hold a secret and keeps the rest', () => {
+    const env = { PATH: '/bin', CONSUL_HTTP_TOKEN: 't', AWS_SECRET_ACCESS_KEY: 's', PGW_PASSWORD: 'p', HTTP_AUTHORIZATION: 'a', NODE_EXTRA_CA_CERTS: '/ca.pem', TZ: 'UTC' };
+    assert.deepEqual(childEnvironment(env), { PATH: '/bin', NODE_EXTRA_CA_CERTS: '/ca.pem', TZ: 'UTC' });
+  });
+
+  it('a pass that outgrows --reconcile.max-heap fails with one log line, and the director goes on answering pushes and passing', async () => {
+    let listings = 0;
+    const drained = await startListing(150_000, () => listings++);
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const director = directorFromFlags(['--node', member.url, `--reconcile.drain=${drained.url}`, '--reconcile.max-heap=32MiB', '--reconcile.interval=100ms']);
+    closers.push(() => director.close());
+    await director.listen();
+    await until(() => director.log.lines.filter((line) => line['msg'] === 'reconciliation pass failed').length >= 2, 'two failed passes', 90_000);
+    const failure = director.log.lines.find((line) => line['msg'] === 'reconciliation pass failed') as { err: { message: string } };
+    assert.match(failure.err.message, /^the reconciliation pass failed in its process: it needed more memory than --reconcile\.max-heap allows/);
+    assert.ok(listings >= 2);
+    assert.equal((await request(director.server).put('/metrics/job/after').send('m 1\n')).status, 307);
+    assert.ok((await counter(director.metrics.registry, 'pgw_director_reconcile_errors_total')) >= 2);
+  });
+
+  it('a director killed with SIGKILL leaves no pass running against the nodes: the pass process exits with its channel', { skip: !LINUX }, async () => {
+    let listing: http.IncomingMessage | undefined;
+    const drained = await startListing(0, (req) => (listing = req), { hold: true });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const port = await freePort();
+    // --proxy.timeout=1h: left alone, the pass would wait on the held listing for an hour.
+    const director = spawn(
+      process.execPath,
+      [BIN, `--web.listen-address=127.0.0.1:${port}`, `--node=${member.url}`, `--reconcile.drain=${drained.url}`, '--reconcile.interval=1h', '--proxy.timeout=1h'],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    closers.push(() => void director.kill('SIGKILL'));
+    await until(() => listing !== undefined, 'the pass asks the drained node for its listing', 30_000);
+    const pid = childPids(director.pid as number)[0];
+    assert.ok(pid !== undefined && isRunning(pid), 'the pass runs in a child of the director');
+    const closed = new Promise<void>((resolve) => listing?.socket.once('close', () => resolve()));
+    director.kill('SIGKILL');
+    await closed;
+    await until(() => !isRunning(pid), 'the pass process exits', 10_000);
+  });
+});
