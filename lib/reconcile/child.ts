@@ -128,6 +128,8 @@ function main(): void {
   // Without its director the pass stops at once, between two requests or in the middle of one: every step of a pass
   // is idempotent, and the next pass (of this director restarted, or of a replica) finishes the work.
   process.once('disconnect', () => process.exit(0));
+  // A message sent as the channel closes fails here; the 'disconnect' that follows ends the process.
+  process.on('error', () => undefined);
   const fail = (error: unknown): void => {
     const message = error instanceof Error ? error.message : String(error);
     // Sent, then exit: the director reads it before it sees the exit. A channel already gone just exits.
@@ -139,7 +141,8 @@ function main(): void {
   };
   process.on('uncaughtException', fail);
   const channel: Channel = {
-    send: (message) => void send(message),
+    // Nothing goes out on a closed channel: the 'disconnect' handler ends the process.
+    send: (message) => void (process.connected && send(message)),
     on: (listener) => process.on('message', listener),
   };
   const stop = new AbortController();
