@@ -45,6 +45,11 @@ export type Director = Readonly<{
   reconciler: Reconciler;
   /** Groups deleted through this director, or undefined when --group.tombstone-ttl is 0. */
   tombstones: TombstoneStore | undefined;
+  /**
+   * preparePass starts the next reconciliation pass's process (Reconciler.prepare), as the scheduler does
+   * prepareLeadMs(--reconcile.interval) before each scheduled pass; a no-op once closed or where passes run inline.
+   */
+  preparePass(): void;
   /** The fan-out DELETE both lanes call. */
   fanOut: FanOut;
   /** The answers of /api/v1/metrics, /api/v1/fleet/groups and the fleet page (made on the fleet's worker thread). */
@@ -118,6 +123,18 @@ export function createNodeClientFor(config: Config, lookup: { lookup?: LookupFun
 /** nodeLookup is how connections to nodes resolve names: with DNS discovery, through its DNS servers. */
 function nodeLookup(config: Config, dnsTuning: DnsTuning | undefined): { lookup?: LookupFunction } {
   return config.dns === undefined ? {} : { lookup: createResolverLookup(createDnsResolver(config.dns.server, dnsTuning)) };
+}
+
+/** PREPARE_LEAD_MS is how long before a scheduled pass its process is started, at most. */
+export const PREPARE_LEAD_MS = 2000;
+
+/**
+ * prepareLeadMs is how long before a pass due every `intervalMs` its process is started: PREPARE_LEAD_MS, or half the
+ * interval when that is shorter. Long enough for the Node runtime to start (about half a second here), short enough
+ * that an idle process (about 55 MiB) does not wait through the whole interval.
+ */
+export function prepareLeadMs(intervalMs: number): number {
+  return Math.min(PREPARE_LEAD_MS, Math.floor(intervalMs / 2));
 }
 
 /** createDirector builds a director without starting it. */
@@ -225,6 +242,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
   // Passes run one at a time, only while the ring has members: the first as soon as the first membership is known
   // (stale copies left by the last run should not wait a whole interval), then one every interval.
   let reconcileTimer: NodeJS.Timeout | undefined;
+  let prepareTimer: NodeJS.Timeout | undefined;
   let reconciling: Promise<unknown> = Promise.resolve();
   let closed = false;
   // Shutting down stops a running pass after the moves it has made (lib/reconcile.ts), rather than waiting for it all.
@@ -236,10 +254,19 @@ export function createDirector(config: Config, logger: Logger, options: Director
     }
     void reconciling.then(scheduleReconcile);
   };
+  const preparePass = (): void => {
+    // As runPass: no pass is run before the ring has members, so none is prepared either.
+    if (!closed && placement.pendingReason === undefined && placement.ring.points > 0) reconciler.prepare?.();
+  };
   const scheduleReconcile = (): void => {
-    if (config.reconcile.intervalMs <= 0 || closed) return;
+    const intervalMs = config.reconcile.intervalMs;
+    if (intervalMs <= 0 || closed) return;
     clearTimeout(reconcileTimer);
-    reconcileTimer = setTimeout(runPass, config.reconcile.intervalMs);
+    clearTimeout(prepareTimer);
+    // The pass's process starts a little before the pass, so its start-up is not part of the pass.
+    prepareTimer = setTimeout(preparePass, intervalMs - prepareLeadMs(intervalMs));
+    prepareTimer.unref();
+    reconcileTimer = setTimeout(runPass, intervalMs);
     reconcileTimer.unref();
   };
   const startReconcile = (): void => {
@@ -260,6 +287,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
     server,
     discovery,
     reconciler,
+    preparePass,
     tombstones,
     fanOut,
     fleet,
@@ -278,6 +306,8 @@ export function createDirector(config: Config, logger: Logger, options: Director
     async close() {
       closed = true;
       clearTimeout(reconcileTimer);
+      clearTimeout(prepareTimer);
+      reconciler.close?.();
       stopPass.abort();
       await reconciling;
       await discovery.stop();

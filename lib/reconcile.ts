@@ -109,7 +109,16 @@ export function createReconcileMetrics(registry: Registry): ReconcileMetrics {
  * move; the moves already sent are still checked and their old copies deleted, so a stopped pass leaves every group
  * in one place, as a finished one does.
  */
-export type Reconciler = Readonly<{ pass(stop?: AbortSignal): Promise<PassReport> }>;
+export type Reconciler = Readonly<{
+  pass(stop?: AbortSignal): Promise<PassReport>;
+  /**
+   * prepare, where passes run in a process of their own (lib/reconcile/process.ts), starts the next pass's process
+   * now, so that its start-up is over when the pass begins; it returns at once. Absent where a pass needs no start-up.
+   */
+  prepare?(): void;
+  /** close ends what prepare() started and prepares no more; a running pass is stopped by its signal, not here. */
+  close?(): void;
+}>;
 
 type Copy = Readonly<{ node: Node; group: Group }>;
 type Planned = Readonly<{ copy: Copy; action: Action; ownerCopy: Copy | undefined; owner: Node | undefined }>;

@@ -1,6 +1,6 @@
 /**
  * The entry point of a reconciliation pass's child process (started by lib/reconcile/process.ts, one per pass, niced
- * from birth). It runs the same pass as the one-shot command (lib/reconcile.ts) in a V8 of its own: its own heap,
+ * from birth, often a little ahead of its pass). It runs the same pass as the one-shot command (lib/reconcile.ts) in a V8 of its own: its own heap,
  * garbage collector, collector helper threads and event loop, so neither the pass's work nor its collections take
  * CPU from the director's pushes at their priority. It waits for its setup on the IPC channel, builds the ring from
  * the snapshot, reaches the nodes through its own NodeClient, asks the director for the tombstones, and sends its log
@@ -128,6 +128,11 @@ function main(): void {
   // Without its director the pass stops at once, between two requests or in the middle of one: every step of a pass
   // is idempotent, and the next pass (of this director restarted, or of a replica) finishes the work.
   process.once('disconnect', () => process.exit(0));
+  // A channel that closed while the modules loaded emitted its 'disconnect' before anyone listened.
+  if (!process.connected) process.exit(0);
+  // A child started ahead of its pass (prepared) that is never given one exits on its own: nothing lingers.
+  const setupWaitMs = Number(process.argv[2]);
+  const waiting = Number.isFinite(setupWaitMs) && setupWaitMs > 0 ? setTimeout(() => process.exit(0), setupWaitMs) : undefined;
   // A message sent as the channel closes fails here; the 'disconnect' that follows ends the process.
   process.on('error', () => undefined);
   const fail = (error: unknown): void => {
@@ -151,12 +156,14 @@ function main(): void {
     if (message?.type === 'stop') stop.abort();
   });
   process.once('message', (message: ToChild) => {
+    clearTimeout(waiting);
     if (message?.type !== 'setup') {
       fail(new Error(`expected the pass's setup first, got ${JSON.stringify(message)?.slice(0, 100)}`));
       return;
     }
     run(channel, message.setup, stop).catch(fail);
   });
+  channel.send({ type: 'ready' });
 }
 
 main();

@@ -13,7 +13,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import type { LookupFunction } from 'node:net';
+import type { LookupFunction, Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 
 import pino, { type Logger } from 'pino';
@@ -28,6 +28,11 @@ import { answerLookup } from '../threads/lookup';
 const CHILD_FILE = join(__dirname, 'child.js');
 /** How much nicer than the director the pass runs (Linux nice steps; `nice` stops at 19). */
 const NICER = 10;
+/**
+ * SETUP_WAIT_MS is how long a child waits for its pass's setup before it exits on its own: a prepared child whose pass
+ * never comes (the director stopped scheduling, or was stopped without ending it) does not linger.
+ */
+export const SETUP_WAIT_MS = 60_000;
 /** How much of the child's stderr is kept to explain its end (V8's out-of-memory report is a few KiB). */
 const STDERR_KEEP = 64 * 1024;
 
@@ -52,9 +57,17 @@ export type ProcessReconcilerOptions = Readonly<{
   childFile?: string;
   /** The Node.js binary the child runs. @default process.execPath */
   execPath?: string;
+  /** How long a prepared child waits for its pass before it exits. @default SETUP_WAIT_MS (a minute) */
+  setupWaitMs?: number;
   /** The `nice` command that starts the child; when it cannot be found, the child runs at the director's priority. @default 'nice' */
   niceCommand?: string;
 }>;
+
+/** Started is a child process as started, before or during its pass. */
+type Started = { child: ChildProcess; stderr: string; ended: boolean; startError: string | undefined };
+
+/** Outcome is how a pass in a child ended: its report, or why it failed and whether the child had heard of it. */
+type Outcome = Readonly<{ ok: true; report: PassReport } | { ok: false; why: string; heard: boolean }>;
 
 /** LogDestination is where a pino logger writes its lines. */
 type LogDestination = { write(text: string): unknown };
@@ -94,7 +107,9 @@ function explainExit(code: number | null, signal: NodeJS.Signals | null, stderr:
 
 /**
  * createProcessReconciler returns a Reconciler whose passes each run in a child process. Passes may overlap (each
- * has its own child); the director runs one at a time.
+ * has its own child); the director runs one at a time. `prepare()` starts the next pass's child ahead of the pass, so
+ * that the Node runtime's start-up (half a second of CPU) is over before the pass begins; the next pass uses it if it
+ * is still alive, and starts one of its own otherwise. `close()` ends a prepared child.
  */
 export function createProcessReconciler(settings: ProcessReconcilerOptions): Reconciler {
   const { placement, metrics, logger, tombstones } = settings;
@@ -105,7 +120,8 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   let warnedNoNice = false;
   const heapFlags = settings.maxHeapMb === undefined ? [] : [`--max-old-space-size=${Math.max(1, Math.floor(settings.maxHeapMb))}`];
   // One collector thread per pass: V8's helper threads would otherwise do much of the collection, several at once.
-  const nodeArgs = ['--single-threaded-gc', ...heapFlags, settings.childFile ?? CHILD_FILE];
+  const setupWaitMs = Math.max(1, Math.floor(settings.setupWaitMs ?? SETUP_WAIT_MS));
+  const nodeArgs = ['--single-threaded-gc', ...heapFlags, settings.childFile ?? CHILD_FILE, String(setupWaitMs)];
   const execPath = settings.execPath ?? process.execPath;
 
   const answerTombstones = (send: (answer: ToChild) => void, id: number, now: number): void => {
@@ -119,51 +135,55 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
     );
   };
 
-  const pass = (stop?: AbortSignal): Promise<PassReport> =>
-    new Promise((resolve, reject) => {
-      const setup: PassSetup = {
-        ring: { nodes: placement.ring.nodes, vnodes: settings.vnodes, hashKey: placement.hashKey },
-        options: settings.options,
-        client: { ...settings.client, lookupOnMain: settings.lookup !== undefined },
-        logLevel: settings.logLevel,
-        tombstones: tombstones !== undefined,
-      };
-      if (nice === undefined && !warnedNoNice) {
-        warnedNoNice = true;
-        logger.warn({ component: 'reconcile', command: settings.niceCommand ?? 'nice' }, 'nice not found: reconciliation passes run at the priority of the pushes');
-      }
+  /** start spawns a child, which loads its modules and waits for a setup; its stderr is kept from birth. */
+  const start = (): Started => {
+    const [command, args] = nice === undefined ? [execPath, nodeArgs] : [nice, ['-n', String(NICER), execPath, ...nodeArgs]];
+    const child = spawn(command, args, {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      serialization: 'advanced',
+      env: childEnvironment(process.env),
+    });
+    const started: Started = { child, stderr: '', ended: false, startError: undefined };
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => {
+      started.stderr += text;
+      if (started.stderr.length > 2 * STDERR_KEEP) started.stderr = started.stderr.slice(-STDERR_KEEP);
+    });
+    // 'error' without a pid: it could not be spawned. Either way it is remembered, never thrown at the director.
+    child.on('error', (error) => {
+      if (child.pid === undefined) started.startError = error.message;
+    });
+    child.once('close', () => (started.ended = true));
+    return started;
+  };
+
+  /**
+   * runIn runs one pass in a started child: it sends the setup and settles with the report or why the pass failed,
+   * and whether the child said anything about this pass before it ended (a prepared child that died idle did not).
+   */
+  const runIn = (started: Started, setup: PassSetup, stop: AbortSignal | undefined): Promise<Outcome> =>
+    new Promise((resolve) => {
+      const running = started.child;
       let settled = false;
-      let child: ChildProcess | undefined;
+      let heard = false;
       const fail = (why: string): void => {
         if (settled) return;
         settled = true;
-        metrics.errors.inc();
-        metrics.passes.inc();
-        child?.kill('SIGKILL');
-        reject(new Error(`the reconciliation pass failed in its process: ${why}`));
+        running.kill('SIGKILL');
+        resolve({ ok: false, why, heard });
       };
-      try {
-        const [command, args] = nice === undefined ? [execPath, nodeArgs] : [nice, ['-n', String(NICER), execPath, ...nodeArgs]];
-        child = spawn(command, args, {
-          stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-          serialization: 'advanced',
-          env: childEnvironment(process.env),
-        });
-      } catch (error) {
-        fail(`it could not be started: ${(error as Error).message}`);
+      if (started.ended) {
+        fail(started.startError === undefined ? explainExit(running.exitCode, running.signalCode, started.stderr) : `it could not be started: ${started.startError}`);
         return;
       }
-      const running = child;
+      // A prepared child was let go of while it waited; a pass holds the director's loop as it always did.
+      running.ref();
+      running.channel?.ref();
+      (running.stderr as Socket | null)?.ref();
       const send = (message: ToChild): void => {
         // A child gone is reported by its 'close'; the send's own error adds nothing.
         if (running.connected) running.send(message, (error) => void error);
       };
-      let stderr = '';
-      running.stderr?.setEncoding('utf8');
-      running.stderr?.on('data', (text: string) => {
-        stderr += text;
-        if (stderr.length > 2 * STDERR_KEEP) stderr = stderr.slice(-STDERR_KEEP);
-      });
       // Stopping is the child's to do, between requests: a process ended mid-move would leave a group on two nodes.
       const askToStop = (): void => {
         if (!settled) send({ type: 'stop' });
@@ -173,6 +193,9 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
       running.once('close', () => stop?.removeEventListener('abort', askToStop));
       running.on('message', (message: FromChild) => {
         if (settled) return;
+        // `ready` says the child has started, which a prepared child may say as the pass begins: not about the pass.
+        if (message?.type === 'ready') return;
+        heard = true;
         switch (message?.type) {
           case 'output':
             if (message.lines !== '') destination.write(message.lines);
@@ -193,7 +216,7 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
             settled = true;
             // The child exits when its channel closes.
             if (running.connected) running.disconnect();
-            resolve(message.report);
+            resolve({ ok: true, report: message.report });
             return;
           case 'failed':
             fail(String(message.message).split('\n', 1)[0] ?? '');
@@ -202,11 +225,86 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
             fail(`unexpected message ${JSON.stringify(message)?.slice(0, 100)}`);
         }
       });
-      // 'error': the process could not be spawned (no pid then), killed, or sent a message.
+      // 'error' with a pid: the process was killed, or a message could not be sent.
       running.on('error', (error) => fail(running.pid === undefined ? `it could not be started: ${error.message}` : error.message));
-      running.on('close', (code, signal) => fail(explainExit(code, signal, stderr)));
+      running.on('close', (code, signal) => {
+        if (started.startError !== undefined) fail(`it could not be started: ${started.startError}`);
+        else fail(explainExit(code, signal, started.stderr));
+      });
       send({ type: 'setup', setup });
     });
 
-  return Object.freeze({ pass });
+  let prepared: Started | undefined;
+  let closed = false;
+
+  const prepare = (): void => {
+    if (closed || (prepared !== undefined && !prepared.ended)) return;
+    let started: Started;
+    try {
+      started = start();
+    } catch (error) {
+      // The pass tries again, and says why it could not.
+      logger.debug({ component: 'reconcile', err: error }, 'the pass process could not be prepared');
+      prepared = undefined;
+      return;
+    }
+    prepared = started;
+    started.child.once('close', () => {
+      if (prepared === started) prepared = undefined;
+    });
+    // An idle child never keeps the director running: close() ends it, and it ends itself after setupWaitMs.
+    started.child.unref();
+    started.child.channel?.unref();
+    (started.child.stderr as Socket | null)?.unref();
+  };
+
+  /** takePrepared hands the prepared child to a pass, if there is one that has not ended. */
+  const takePrepared = (): Started | undefined => {
+    const taken = prepared;
+    prepared = undefined;
+    return taken !== undefined && !taken.ended ? taken : undefined;
+  };
+
+  const pass = async (stop?: AbortSignal): Promise<PassReport> => {
+    const setup: PassSetup = {
+      ring: { nodes: placement.ring.nodes, vnodes: settings.vnodes, hashKey: placement.hashKey },
+      options: settings.options,
+      client: { ...settings.client, lookupOnMain: settings.lookup !== undefined },
+      logLevel: settings.logLevel,
+      tombstones: tombstones !== undefined,
+    };
+    if (nice === undefined && !warnedNoNice) {
+      warnedNoNice = true;
+      logger.warn({ component: 'reconcile', command: settings.niceCommand ?? 'nice' }, 'nice not found: reconciliation passes run at the priority of the pushes');
+    }
+    let outcome: Outcome | undefined;
+    const ready = takePrepared();
+    if (ready !== undefined) {
+      outcome = await runIn(ready, setup, stop);
+      // A prepared child that ended before it heard of the pass (killed, or ended by its setup bound as the pass
+      // began) is replaced by a fresh one: the pass has not started anywhere.
+      if (!outcome.ok && !outcome.heard) outcome = undefined;
+    }
+    if (outcome === undefined) {
+      try {
+        outcome = await runIn(start(), setup, stop);
+      } catch (error) {
+        outcome = { ok: false, why: `it could not be started: ${(error as Error).message}`, heard: false };
+      }
+    }
+    if (outcome.ok) return outcome.report;
+    metrics.errors.inc();
+    metrics.passes.inc();
+    throw new Error(`the reconciliation pass failed in its process: ${outcome.why}`);
+  };
+
+  /** close ends a prepared child that waits for a pass, and prepares no more. */
+  const close = (): void => {
+    closed = true;
+    const idle = prepared;
+    prepared = undefined;
+    idle?.child.kill('SIGKILL');
+  };
+
+  return Object.freeze({ pass, prepare, close });
 }

@@ -5,6 +5,7 @@
  *
  * director -> child, once, first: `setup`, a PassSetup (the ring snapshot, the pass's options, how to reach the nodes,
  *   the node credentials included: they go over the channel, never on the child's command line or environment).
+ * child -> director, once started (before the setup, which a prepared child waits for): `ready`.
  * child -> director: `output` batches (log lines, counter increments, drained-node gauges), `tombstones` requests (the
  *   store lives in the director, Consul's or memory), `lookup` requests (with DNS discovery, node names resolve
  *   through the director's resolver), and one `done` with the pass's report, or one `failed` with why it failed.
@@ -53,6 +54,7 @@ export type PassOutput = Readonly<{
 
 /** FromChild is every message a pass's child process sends. */
 export type FromChild =
+  | Readonly<{ type: 'ready' }>
   | PassOutput
   | Readonly<{ type: 'tombstones'; id: number; now: number }>
   | Readonly<{ type: 'lookup'; id: number; hostname: string; family: number }>
