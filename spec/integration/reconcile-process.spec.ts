@@ -367,3 +367,144 @@ describe('the pass process as the director runs it', () => {
     await until(() => !isRunning(pid), 'the pass process exits', 10_000);
   });
 });
+
+/** passChildren lists every pass process this process runs. */
+const passChildren = (): number[] => childPids(process.pid).filter((pid) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('child.js');
+  } catch {
+    return false; // it ended between the listing and the read
+  }
+});
+
+describe('the pass process started ahead of its pass (prepare)', { skip: !LINUX }, () => {
+  const closers: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
+  });
+
+  /** preparedFleet is a reconciler over one member and a drained node of 3 groups, recording the pass processes seen at each listing. */
+  const preparedFleet = async (extra: Partial<ProcessReconcilerOptions> = {}) => {
+    const seen: number[][] = [];
+    const drained = await startListing(3, () => seen.push(passChildren()));
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
+    const parsed = parseNodeUrl(member.url);
+    const drainedNode = parseNodeUrl(drained.url);
+    assert.ok(parsed.ok && drainedNode.ok);
+    placement.update([parsed.node]);
+    const registry = new Registry();
+    const reconciler = createProcessReconciler({
+      placement,
+      vnodes: 10,
+      options: { migrate: false, drain: [drainedNode.node], dryRun: false, ttlMs: undefined },
+      client: { timeoutMs: 5000, authorization: undefined },
+      logLevel: 'info',
+      metrics: createReconcileMetrics(registry),
+      logger: createLogger('info', new LogSink()),
+      tombstones: undefined,
+      ...extra,
+    });
+    closers.push(() => reconciler.close?.());
+    return { reconciler, seen, registry };
+  };
+
+  /** preparedPid waits for the one pass process prepare() started. */
+  const preparedPid = async (): Promise<number> => {
+    await until(() => passChildren().length === 1, 'the prepared pass process is running', 20_000);
+    return passChildren()[0] as number;
+  };
+
+  it('the next pass runs in the prepared process: one process, not two', async () => {
+    const { reconciler, seen } = await preparedFleet();
+    reconciler.prepare?.();
+    const pid = await preparedPid();
+    assert.equal((await reconciler.pass()).migrated, 3);
+    assert.deepEqual(seen, [[pid]], 'the pass listed from the prepared process, and no other ran');
+    await until(() => !isRunning(pid), 'the prepared process ends with its pass', 10_000);
+    // prepare() on a live prepared process starts no second one.
+    reconciler.prepare?.();
+    reconciler.prepare?.();
+    const next = await preparedPid();
+    assert.notEqual(next, pid);
+    assert.deepEqual(passChildren(), [next]);
+  });
+
+  for (const when of ['after its end was seen', 'before its end can be seen']) {
+    it(`a prepared process that died is replaced by a fresh one (killed, the pass starting ${when})`, async () => {
+      const { reconciler, seen, registry } = await preparedFleet();
+      reconciler.prepare?.();
+      const pid = await preparedPid();
+      process.kill(pid, 'SIGKILL');
+      if (when === 'after its end was seen') await until(() => !isRunning(pid), 'the prepared process is gone', 10_000);
+      const report = await reconciler.pass();
+      assert.deepEqual([report.migrated, report.errors], [3, 0]);
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0]?.length, 1);
+      assert.notEqual(seen[0]?.[0], pid, 'the pass ran in a fresh process');
+      assert.equal(await counter(registry, 'pgw_director_reconcile_errors_total'), 0);
+    });
+  }
+
+  it('a prepared process given no pass exits on its own after its bound, and the next pass starts a fresh one', async () => {
+    const { reconciler, seen } = await preparedFleet({ setupWaitMs: 300 });
+    const started = Date.now();
+    reconciler.prepare?.();
+    const pid = await preparedPid();
+    await until(() => !isRunning(pid), 'the prepared process exits without its setup', 15_000);
+    assert.ok(Date.now() - started >= 300, 'not before its bound');
+    assert.equal((await reconciler.pass()).migrated, 3);
+    assert.notEqual(seen[0]?.[0], pid);
+  });
+
+  it('the director prepares the next pass its lead before the pass, the pass uses it, and shutting down ends a prepared one', async () => {
+    const listings: number[][] = [];
+    const drained = await startListing(0, () => listings.push(passChildren()));
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    // A pass every 2 s: each pass's process starts 1 s before it (half the interval).
+    const director = directorFromFlags(['--node', member.url, `--reconcile.drain=${drained.url}`, '--reconcile.interval=2s']);
+    closers.push(() => director.close());
+    await director.listen();
+    await until(() => listings.length === 1, 'the first pass lists the drained node', 20_000);
+    const first = listings[0]?.[0];
+    await until(() => passChildren().some((pid) => pid !== first), 'the next pass process is started', 20_000);
+    assert.equal(listings.length, 1, 'started before its pass lists anything');
+    const prepared = passChildren().find((pid) => pid !== first) as number;
+    await until(() => listings.length === 2, 'the second pass lists the drained node', 20_000);
+    assert.deepEqual(listings[1], [prepared], 'the second pass ran in the prepared process, alone');
+    // The third pass's process: shut down while it waits, it ends with the director (not after its minute).
+    await until(() => passChildren().some((pid) => pid !== prepared && pid !== first), 'the third pass process is started', 20_000);
+    const third = passChildren().find((pid) => pid !== prepared && pid !== first) as number;
+    const passes = listings.length;
+    await director.close();
+    assert.equal(listings.length, passes);
+    await until(() => !isRunning(third), 'the prepared process ends with the director', 5_000);
+  });
+
+  it('a director killed with SIGKILL leaves no prepared process behind', async () => {
+    let listings = 0;
+    const drained = await startListing(0, () => listings++);
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const port = await freePort();
+    const director = spawn(
+      process.execPath,
+      [BIN, `--web.listen-address=127.0.0.1:${port}`, `--node=${member.url}`, `--reconcile.drain=${drained.url}`, '--reconcile.interval=4s', '--node.health-interval=0'],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    closers.push(() => void director.kill('SIGKILL'));
+    await until(() => listings === 1, 'the first pass lists the drained node', 30_000);
+    // The first pass's process exits with its pass; the next one is started 2 s before the next pass.
+    await until(() => listings === 1 && childPids(director.pid as number).length === 0, 'the first pass process ends', 10_000);
+    await until(() => childPids(director.pid as number).length === 1, 'the next pass process is prepared', 10_000);
+    const pid = childPids(director.pid as number)[0] as number;
+    director.kill('SIGKILL');
+    assert.equal(listings, 1, 'killed while its process waited for the pass');
+    await until(() => !isRunning(pid), 'the prepared process exits with its channel', 10_000);
+  });
+});
