@@ -1,11 +1,13 @@
 /**
  * The entry point of a reconciliation pass's child process (started by lib/reconcile/process.ts, one per pass, niced
- * from birth, often a little ahead of its pass). It runs the same pass as the one-shot command (lib/reconcile.ts) in a V8 of its own: its own heap,
- * garbage collector, collector helper threads and event loop, so neither the pass's work nor its collections take
- * CPU from the director's pushes at their priority. It waits for its setup on the IPC channel, builds the ring from
- * the snapshot, reaches the nodes through its own NodeClient, asks the director for the tombstones, and sends its log
- * lines and counters back in batches (lib/reconcile/protocol.ts). When the channel closes (the director ended, or was
- * killed), it exits at once: a pass never goes on against the nodes without a director.
+ * from birth, usually a little ahead of its pass). It runs the same pass as the one-shot command (lib/reconcile.ts) in
+ * a V8 of its own: its own heap, garbage collector, collector helper threads and event loop, so neither the pass's
+ * work nor its collections take CPU from the director's pushes at their priority. It says `ready`, waits for its
+ * setup on the IPC channel, builds the ring from the snapshot, reaches the nodes through its own NodeClient, asks the
+ * director for the tombstones, and sends its log lines and counters back in batches (lib/reconcile/protocol.ts). When
+ * the channel closes (the director ended, or was killed), it exits at once: a pass never goes on against the nodes
+ * without a director. Started ahead of its pass and given none within the time on its command line (SETUP_WAIT_MS),
+ * it exits too.
  */
 import { createLogger } from '../logger';
 import { createNodeClient } from '../nodes/client';
@@ -128,7 +130,7 @@ function main(): void {
   // Without its director the pass stops at once, between two requests or in the middle of one: every step of a pass
   // is idempotent, and the next pass (of this director restarted, or of a replica) finishes the work.
   process.once('disconnect', () => process.exit(0));
-  // A channel that closed while the modules loaded emitted its 'disconnect' before anyone listened.
+  // Started with no live channel (its director already gone): there is no pass to wait for.
   if (!process.connected) process.exit(0);
   // A child started ahead of its pass (prepared) that is never given one exits on its own: nothing lingers.
   const setupWaitMs = Number(process.argv[2]);
