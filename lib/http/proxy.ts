@@ -12,11 +12,13 @@
  *
  * Pushes to one node share its connections: up to --proxy.pipelining of them are written one after another on a
  * connection, each answered in turn (HTTP/1.1 pipelining), and the pushes written to a node within one turn of the
- * event loop go out in one write (lib/http/turn.ts). A push's answer therefore never waits on its client: an answer
- * a client does not take is held, within bounds, or dropped, never paused on the connection. When a connection
- * closes, undici sends the pushes its node had not begun to answer again, on a new connection to the same node: a
- * push is idempotent on a Pushgateway (PUT and POST replace what they name, DELETE deletes). A streamed body is
- * written alone, and nothing is pipelined behind it until its answer begins.
+ * event loop go out in one write (lib/http/turn.ts). So that no push waits on another's client, an answer a client
+ * does not take is held, within bounds, or dropped, never paused on its connection; and a push given up on (its
+ * client left, or its node was late) stays on its connection and its answer is dropped as it comes, rather than
+ * closing the connection under the others. When a connection closes, undici sends the pushes its node had not begun
+ * to answer again, on a new connection to the same node: a push is idempotent on a Pushgateway (PUT and POST replace
+ * what they name, DELETE deletes). A streamed body is written alone, and nothing is pipelined behind it until its
+ * answer begins.
  *
  * Both lanes of the listener forward through `open`: pushes that Node's HTTP server read come through `forward`,
  * which streams their bodies and forwards one push at a time per client connection; the fast lane (fast-lane.ts)
@@ -262,6 +264,8 @@ function failureMessage(node: Node, error: Error & { code?: string }): string {
       return `pushgateway ${name} unreachable: connect timeout`;
     case 'UND_ERR_BODY_TIMEOUT':
       return `pushgateway ${name} stopped sending its answer`;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return `pushgateway ${name} did not answer in time`;
     case undefined:
       return `pushgateway ${name} unreachable: ${error.message}`;
     default:
@@ -355,8 +359,10 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
         pool: new Pool(url.origin, {
           connections: maxConnections,
           pipelining,
-          // The proxy's own timer bounds the wait for the head, from the moment the push arrives.
-          headersTimeout: 0,
+          // The proxy's own timer bounds a push's wait for its answer's head, from the moment it arrives; this one
+          // closes a connection whose first push has had no answer for as long since it became first. The pushes
+          // behind it are then sent again on a new connection.
+          headersTimeout: timeoutMs,
           // A node that stops sending in the middle of its answer.
           bodyTimeout: timeoutMs,
           connect: (opts, done) =>
@@ -430,9 +436,7 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       private readonly keyHash: number | undefined,
     ) {
       this.timer = setTimeout(() => {
-        // A push whose client went away (see cancel) was waiting for its answer only to drop it.
-        if (this.discarding) this.attempt.abort();
-        else this.refuse(504, `pushgateway ${JSON.stringify(this.node.id)} did not answer within ${timeoutMs}ms`, 'upstream_error');
+        this.refuse(504, `pushgateway ${JSON.stringify(this.node.id)} did not answer within ${timeoutMs}ms`, 'upstream_error');
       }, timeoutMs);
       this.attempt = new Attempt(this);
       this.dispatch(this.attempt);
@@ -467,37 +471,41 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       this.settled = true;
       this.finished = true;
       clearTimeout(this.timer);
-      this.attempt.abort();
+      // A push written and not yet answered stays on its connection (see withdraw); a malformed answer's closes it.
+      if (this.attempt.answering) this.attempt.abort();
+      else this.withdraw();
       metrics.countPush(this.push.method, outcome, this.node.id);
       if (outcome === 'upstream_error') logger.error({ method: this.push.method, url: this.push.target, node: this.node.id, status }, message);
       this.down.refuse(status, message);
     }
 
     cancel(): void {
-      clearTimeout(this.drainTimer);
-      if (this.finished) {
-        clearTimeout(this.timer);
-        return;
-      }
-      this.finished = true;
-      if (this.attempt.connected && (this.attempt.answering || !this.settled)) {
-        // The push is on its node connection, where others may be pipelined behind it: its answer is read to its end
-        // and dropped, so that the connection carries on. The timer still bounds the wait for the answer's head.
-        this.discarding = true;
-        return;
-      }
       clearTimeout(this.timer);
-      this.attempt.abort();
+      clearTimeout(this.drainTimer);
+      if (this.finished) return;
+      this.finished = true;
+      this.withdraw();
+    }
+
+    /**
+     * withdraw gives up on the push without disturbing those pipelined with it. One not yet written is dropped
+     * before it is. One written stays on its connection, and its answer is read and dropped as it comes: aborting it
+     * would close the connection, and undici would then send again every push on it, one whose answer had begun
+     * included. A streamed body is alone on its connection, and is aborted.
+     */
+    private withdraw(): void {
+      if (this.attempt.connected && !this.streamed) this.discarding = true;
+      else this.attempt.abort();
+    }
+
+    private get streamed(): boolean {
+      return this.body !== undefined && !Buffer.isBuffer(this.body);
     }
 
     // What the attempt in flight reports. A stale attempt (one handed off) is never heard from again.
 
     head(attempt: Attempt, status: number, raw: Buffer[], statusMessage: string): void {
-      if (attempt !== this.attempt) return;
-      if (this.finished) {
-        clearTimeout(this.timer);
-        return;
-      }
+      if (attempt !== this.attempt || this.finished) return;
       const malformed = MALFORMED_REASON.test(statusMessage) ? 'invalid reason phrase' : unframed(raw);
       if (malformed !== undefined) {
         this.refuse(502, `pushgateway ${JSON.stringify(this.node.id)} sent a malformed answer: ${malformed}`, 'upstream_error');
@@ -514,6 +522,7 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       if (attempt !== this.attempt) return;
       if (this.discarding) {
         this.discarded += chunk.length;
+        // Its answer has begun: it is first on its connection, and nothing behind it has had an answer yet.
         if (this.discarded > MAX_DISCARD_BYTES) attempt.abort();
         return;
       }
@@ -619,8 +628,9 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       this.abortRequest = abort;
       // Cancelled while it waited for a connection: abort before a byte is written.
       if (this.aborted) {
-        abort();
-        return;
+        // Withdrawn before it was written: undici drops a request whose onConnect throws, without writing it and
+        // without closing the connection (its abort would close it, and the pushes pipelined on it would be sent again).
+        throw new Error('the push was withdrawn');
       }
       this.connected = true;
       // The pushes undici writes to this node in this turn (at once, or on a turn of its own for a connection that
