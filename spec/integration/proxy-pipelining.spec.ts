@@ -81,7 +81,7 @@ describe('pushes to one node', () => {
   it('written in one turn of the event loop leave in one write', async () => {
     const node = await startHoldingNode(5);
     const proxy = createProxy(
-      { timeoutMs: 5000, maxBodyBytes: 0 },
+      { timeoutMs: 5000, maxBodyBytes: 0, pipelining: 8 },
       createMetrics(new Placement({ vnodes: 1, hashKey: 'grouping-key' })),
       createLogger('error', new LogSink()),
     );
