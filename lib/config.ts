@@ -160,8 +160,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     flag: 'proxy.pipelining',
     kind: 'string',
-    default: '8',
-    help: 'Most pushes in flight on one node connection, written one after another (HTTP/1.1 pipelining); 1: one at a time.',
+    default: '1',
+    help: 'Most pushes in flight on one node connection, written one after another (HTTP/1.1 pipelining); above 1 trusts every node to answer each push once, and soon.',
   },
   { flag: 'proxy.max-body', kind: 'string', default: '0', help: 'Largest proxied push body (e.g. 16MiB); 0: no limit.' },
   {

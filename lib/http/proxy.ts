@@ -10,8 +10,8 @@
  * only after its answer was read completely. Whatever llhttp refuses is a 502 naming the node, and none of that
  * answer reaches the client.
  *
- * Pushes to one node share its connections: up to --proxy.pipelining of them are written one after another on a
- * connection, each answered in turn (HTTP/1.1 pipelining), and the pushes written to a node within one turn of the
+ * Pushes to one node may share its connections: up to --proxy.pipelining of them (default 1, see DEFAULT_PIPELINING)
+ * are written one after another on a connection, each answered in turn (HTTP/1.1 pipelining), and the pushes written to a node within one turn of the
  * event loop go out in one write (lib/http/turn.ts). So that no push waits on another's client, an answer a client
  * does not take is held, within bounds, or dropped, never paused on its connection; and a push given up on (its
  * client left, or its node was late) stays on its connection and its answer is dropped as it comes, rather than
@@ -51,7 +51,7 @@ export type ProxyOptions = Readonly<{
   lookup?: LookupFunction;
   /** Most connections to one node; pushes beyond wait for one. @default 64 */
   maxConnections?: number;
-  /** Most pushes in flight on one node connection, written one after another (HTTP/1.1 pipelining). @default 8 */
+  /** Most pushes in flight on one node connection, written one after another (HTTP/1.1 pipelining). @default 1 */
   pipelining?: number;
   /**
    * onConnectFailure hears of every connection to a node that failed before any byte of a push was written to it
@@ -138,8 +138,14 @@ export type Proxy = Readonly<{
 /** DEFAULT_MAX_CONNECTIONS is the default bound on connections to one node. */
 export const DEFAULT_MAX_CONNECTIONS = 64;
 
-/** DEFAULT_PIPELINING is the default bound on pushes in flight on one node connection. */
-export const DEFAULT_PIPELINING = 8;
+/**
+ * DEFAULT_PIPELINING is the default bound on pushes in flight on one node connection: one. An HTTP/1.1 answer carries
+ * nothing that ties it to its request, so on a connection shared by pipelined pushes of different clients a node's
+ * surplus answer (two answers in one write, a body longer than its length) is taken as the next client's, and every
+ * push behind one whose answer does not come waits for --proxy.timeout
+ * (spec/integration/proxy-pipelining-hostile.spec.ts). More is for nodes trusted with both.
+ */
+export const DEFAULT_PIPELINING = 1;
 
 /** A body up to this size is gathered and sent with the head in one write; larger ones stream. */
 export const SMALL_BODY_BYTES = 64 * 1024;

@@ -80,7 +80,7 @@ describe('pushes to one node', () => {
 
   it('written in one turn of the event loop leave in one write', async () => {
     const node = await startHoldingNode(5);
-    const proxy = testProxy({ timeoutMs: 5000 });
+    const proxy = testProxy({ timeoutMs: 5000, pipelining: 8 });
     const target: Node = { id: `127.0.0.1:${node.port}`, url: node.url };
     // One connection, with a push in flight on it (as under load: a connection that just went idle is checked for
     // bytes its node sent unasked before undici writes to it again, and meanwhile pushes go to new connections).
@@ -118,7 +118,7 @@ describe('a push given up on', () => {
     await new Promise<void>((resolve) => node.listen(0, '127.0.0.1', resolve));
     const port = (node.address() as net.AddressInfo).port;
     const target: Node = { id: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}` };
-    const proxy = testProxy({ timeoutMs: 300 });
+    const proxy = testProxy({ timeoutMs: 300, pipelining: 8 });
 
     const first = pushTo(proxy, target, '/metrics/job/first');
     await until(() => first.body.length === 5, 'the first answer to begin');
