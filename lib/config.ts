@@ -90,6 +90,8 @@ export type Config = Readonly<{
   proxyMaxBodyBytes: number;
   /** Most connections the proxy opens to one node. */
   proxyMaxConnections: number;
+  /** Most pushes in flight on one node connection (HTTP/1.1 pipelining). */
+  proxyPipelining: number;
   consul: ConsulConfig | undefined;
   dns: DnsConfig | undefined;
   reconcile: ReconcileConfig;
@@ -155,6 +157,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'mode', kind: 'string', default: 'redirect', help: 'redirect (307), proxy, or auto (307 for Go and curl).' },
   { flag: 'proxy.timeout', kind: 'string', default: '10s', help: 'How long to wait for a node\'s response headers, and for a client to take its answer.' },
   { flag: 'proxy.max-connections', kind: 'string', default: '64', help: 'Most connections to one node; pushes beyond wait for one.' },
+  {
+    flag: 'proxy.pipelining',
+    kind: 'string',
+    default: '1',
+    help: 'Most pushes in flight on one node connection, written one after another (HTTP/1.1 pipelining); above 1 trusts every node to answer each push once, and soon.',
+  },
   { flag: 'proxy.max-body', kind: 'string', default: '0', help: 'Largest proxied push body (e.g. 16MiB); 0: no limit.' },
   {
     flag: 'node.basic-auth.username',
@@ -639,6 +647,11 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
   if (!/^\d+$/.test(maxConnectionsText) || proxyMaxConnections < 1 || proxyMaxConnections > 10_000) {
     throw new ConfigError(`--proxy.max-connections must be an integer from 1 to 10000; got ${JSON.stringify(maxConnectionsText)}`);
   }
+  const pipeliningText = read.value('proxy.pipelining');
+  const proxyPipelining = Number(pipeliningText);
+  if (!/^\d+$/.test(pipeliningText) || proxyPipelining < 1 || proxyPipelining > 100) {
+    throw new ConfigError(`--proxy.pipelining must be an integer from 1 to 100; got ${JSON.stringify(pipeliningText)}`);
+  }
   return Object.freeze({
     listen,
     nodes: defaultNode ? parseNodes('node', ['http://127.0.0.1:9091']) : nodes,
@@ -650,6 +663,7 @@ export function parseConfig(flags: RawOptions, env: Environment = {}): Config {
     proxyTimeoutMs,
     proxyMaxBodyBytes,
     proxyMaxConnections,
+    proxyPipelining,
     consul,
     dns,
     reconcile,

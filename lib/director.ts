@@ -164,6 +164,7 @@ export function createDirector(config: Config, logger: Logger, options: Director
             timeoutMs: config.proxyTimeoutMs,
             maxBodyBytes: config.proxyMaxBodyBytes,
             maxConnections: config.proxyMaxConnections,
+            pipelining: config.proxyPipelining,
             ...lookup,
             // A failed connection is a failed health check at once (passive checking).
             onConnectFailure: (node, error) => health.reportFailure(node, (error as NodeJS.ErrnoException).code ?? error.message),

@@ -22,6 +22,7 @@ import type { Placement } from '../placement';
 import { type Downstream, type Proxy, type PushRequest, type Relay, SMALL_BODY_BYTES } from './proxy';
 import { followsRedirects, placePush } from './push';
 import { textAnswer } from './text';
+import { holdForTurn, releaseTurn } from './turn';
 import { CRLF, CRLFCRLF, DIGITS, FIELD_LINE, REQUEST_LINE } from './wire';
 
 /** FastLaneOptions configures createFastLane; the timeouts are the listener's. */
@@ -150,40 +151,6 @@ function httpDate(): string {
     dateText = new Date(now).toUTCString();
   }
   return dateText;
-}
-
-/**
- * Answers are written at the end of the event loop's turn, all together: the sockets that got one in this turn are
- * corked, and uncorked at once in the turn's check phase. A client waiting for its answer is then woken once per
- * burst of answers rather than once per answer, which costs the director a kernel wake-up per write otherwise
- * (measured with `npm run bench proxy`: about a fifth of its CPU per push). Order on each connection is kept: corking
- * only holds what was written, in order, for the rest of the turn.
- */
-const corked: Socket[] = [];
-
-function uncorkAll(): void {
-  for (const socket of corked) socket.uncork();
-  corked.length = 0;
-}
-
-/**
- * releaseTurn sends what `socket` holds for the turn now. The lane does so before it gives a connection away: Node's
- * server may write its answer and destroy the socket in one go (a request it cannot parse), which would drop what
- * is still corked, the answer to the push before included.
- */
-function releaseTurn(socket: Socket): void {
-  if (socket.writableCorked === 0) return;
-  socket.uncork();
-  const at = corked.indexOf(socket);
-  if (at >= 0) corked.splice(at, 1);
-}
-
-/** holdForTurn corks `socket` until the end of this turn of the event loop, once per turn. */
-function holdForTurn(socket: Socket): void {
-  if (socket.writableCorked > 0) return;
-  if (corked.length === 0) setImmediate(uncorkAll);
-  socket.cork();
-  corked.push(socket);
 }
 
 /** IN_FLIGHT stands for a push being opened. */

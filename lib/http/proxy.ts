@@ -1,14 +1,24 @@
 /**
  * The compatibility mode's proxy: forwards a push to its owner node and relays the answer, for clients that cannot
  * follow a 307 (Python, Node, Ruby, anything sending Authorization). Bodies stream both ways; nothing is buffered
- * whole. A push is never retried after any byte of it may have reached a node: the group could then live on two
- * nodes. Only a push its owner provably did not receive (the connection failed before the request was written) is
- * handed off to the node that owns the group once the owner has left the ring.
+ * whole. A push is never sent to another node after any byte of it may have reached its own: the group could then
+ * live on two nodes. Only a push its owner provably did not receive (the connection failed before the request was
+ * written) is handed off to the node that owns the group once the owner has left the ring.
  *
  * Upstream, the proxy speaks HTTP/1.1 through undici (the client the Node.js project maintains): one Pool per node,
  * through the `dispatch` API, so llhttp decides what a valid answer is and a node connection goes back to the pool
  * only after its answer was read completely. Whatever llhttp refuses is a 502 naming the node, and none of that
  * answer reaches the client.
+ *
+ * Pushes to one node may share its connections: up to --proxy.pipelining of them (default 1, see DEFAULT_PIPELINING)
+ * are written one after another on a connection, each answered in turn (HTTP/1.1 pipelining), and the pushes written to a node within one turn of the
+ * event loop go out in one write (lib/http/turn.ts). So that no push waits on another's client, an answer a client
+ * does not take is held, within bounds, or dropped, never paused on its connection; and a push given up on (its
+ * client left, or its node was late) stays on its connection and its answer is dropped as it comes, rather than
+ * closing the connection under the others. When a connection closes, undici sends the pushes its node had not begun
+ * to answer again, on a new connection to the same node: a push is idempotent on a Pushgateway (PUT and POST replace
+ * what they name, DELETE deletes). A streamed body is written alone, and nothing is pipelined behind it until its
+ * answer begins.
  *
  * Both lanes of the listener forward through `open`: pushes that Node's HTTP server read come through `forward`,
  * which streams their bodies and forwards one push at a time per client connection; the fast lane (fast-lane.ts)
@@ -21,11 +31,12 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 
 import type { Logger } from 'pino';
-import { type Dispatcher, Pool } from 'undici';
+import { type Dispatcher, Pool, buildConnector } from 'undici';
 
 import type { Node } from '../core/node';
 import type { DirectorMetrics } from '../metrics';
 import { sendText } from './text';
+import { holdForTurn } from './turn';
 
 /** ProxyOptions configures createProxy. */
 export type ProxyOptions = Readonly<{
@@ -40,6 +51,8 @@ export type ProxyOptions = Readonly<{
   lookup?: LookupFunction;
   /** Most connections to one node; pushes beyond wait for one. @default 64 */
   maxConnections?: number;
+  /** Most pushes in flight on one node connection, written one after another (HTTP/1.1 pipelining). @default 1 */
+  pipelining?: number;
   /**
    * onConnectFailure hears of every connection to a node that failed before any byte of a push was written to it
    * (refused, unreachable, connect timeout, TLS handshake): a passive health check. Called synchronously; it must
@@ -80,7 +93,7 @@ export type PushBody = Buffer | undefined | Readonly<{ stream: Readable; length:
  */
 export type Downstream = Readonly<{
   start(status: number, statusMessage: string, headers: readonly string[]): void;
-  /** write relays a body chunk; false asks the node's side to wait for `onDrain`. */
+  /** write relays a body chunk; false: the client has not taken what was written yet (see `onDrain`). */
   write(chunk: Buffer): boolean;
   /** onDrain calls `resume` once, when the client has taken what was written. */
   onDrain(resume: () => void): void;
@@ -125,11 +138,26 @@ export type Proxy = Readonly<{
 /** DEFAULT_MAX_CONNECTIONS is the default bound on connections to one node. */
 export const DEFAULT_MAX_CONNECTIONS = 64;
 
+/**
+ * DEFAULT_PIPELINING is the default bound on pushes in flight on one node connection: one. An HTTP/1.1 answer carries
+ * nothing that ties it to its request, so on a connection shared by pipelined pushes of different clients a node's
+ * surplus answer (two answers in one write, a body longer than its length) is taken as the next client's, and every
+ * push behind one whose answer does not come waits for --proxy.timeout
+ * (spec/integration/proxy-pipelining-hostile.spec.ts). More is for nodes trusted with both.
+ */
+export const DEFAULT_PIPELINING = 1;
+
 /** A body up to this size is gathered and sent with the head in one write; larger ones stream. */
 export const SMALL_BODY_BYTES = 64 * 1024;
 
 /** The most of an answer read and dropped after its client went away; beyond it the node connection is closed. */
 const MAX_DISCARD_BYTES = 1024 * 1024;
+
+/**
+ * The most of an answer held for a client that is not taking it; beyond it the client is disconnected. A
+ * Pushgateway answers a push with a few bytes at most.
+ */
+const MAX_HELD_BYTES = 256 * 1024;
 
 /** Pushes of one client connection waiting in Node's lane before the director stops reading that connection. */
 const MAX_WAITING = 32;
@@ -242,6 +270,8 @@ function failureMessage(node: Node, error: Error & { code?: string }): string {
       return `pushgateway ${name} unreachable: connect timeout`;
     case 'UND_ERR_BODY_TIMEOUT':
       return `pushgateway ${name} stopped sending its answer`;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return `pushgateway ${name} did not answer in time`;
     case undefined:
       return `pushgateway ${name} unreachable: ${error.message}`;
     default:
@@ -268,7 +298,8 @@ function unframed(raw: readonly Buffer[]): string | undefined {
 // eslint-disable-next-line no-control-regex
 const MALFORMED_REASON = /[^\t\x20-\x7e\x80-\xff]/;
 
-type Target = Readonly<{ pool: Pool; prefix: string; host: string }>;
+/** Target is one node's pool, and the connections it opened (held for the turn when a push is written to one). */
+type Target = Readonly<{ pool: Pool; prefix: string; host: string; sockets: Set<Socket> }>;
 
 /**
  * nodeDownstream answers through Node's ServerResponse; after an error answer, the rest of the body is dropped.
@@ -320,25 +351,40 @@ type Line = { busy: boolean; paused: boolean; readonly waiting: (() => void)[] }
 export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, logger: Logger): Proxy {
   const targets = new Map<string, Target>();
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const pipelining = options.pipelining ?? DEFAULT_PIPELINING;
   const { timeoutMs } = options;
 
   const targetOf = (node: Node): Target => {
     let target = targets.get(node.url);
     if (target === undefined) {
       const url = new URL(node.url);
+      const sockets = new Set<Socket>();
+      // Half the time for the connection, so a refused or silent owner leaves time to hand the push off.
+      const connect = buildConnector({ timeout: Math.max(1, Math.floor(timeoutMs / 2)), ...(options.lookup === undefined ? {} : { lookup: options.lookup }) });
       target = {
         pool: new Pool(url.origin, {
           connections: maxConnections,
-          pipelining: 1,
-          // The proxy's own timer bounds the wait for the head, from the moment the push arrives.
-          headersTimeout: 0,
-          // A node that stops sending in the middle of its answer (the client's reading pauses this clock).
+          pipelining,
+          // The proxy's own timer bounds a push's wait for its answer's head, from the moment it arrives; this one
+          // closes a connection whose first push has had no answer for as long since it became first. The pushes
+          // behind it are then sent again on a new connection.
+          headersTimeout: timeoutMs,
+          // A node that stops sending in the middle of its answer.
           bodyTimeout: timeoutMs,
-          // Half the time for the connection, so a refused or silent owner leaves time to hand the push off.
-          connect: { timeout: Math.max(1, Math.floor(timeoutMs / 2)), ...(options.lookup === undefined ? {} : { lookup: options.lookup }) },
+          connect: (opts, done) =>
+            connect(opts, (...connected) => {
+              // On failure undici's connector may pass the error alone.
+              const socket = connected[1] ?? undefined;
+              if (socket !== undefined) {
+                sockets.add(socket);
+                socket.once('close', () => sockets.delete(socket));
+              }
+              done(...connected);
+            }),
         }),
         prefix: url.pathname === '/' ? '' : url.pathname,
         host: url.host,
+        sockets,
       };
       targets.set(node.url, target);
     }
@@ -383,6 +429,8 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
     private discarding = false;
     private discarded = 0;
     private drainTimer: NodeJS.Timeout | undefined;
+    /** Bytes of the answer written to a client that has not taken them yet. */
+    private held = 0;
     private attempt: Attempt;
     private owners: Set<string> | undefined;
 
@@ -405,12 +453,20 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       const target = targetOf(this.node);
       const { body } = this;
       const streamed = body !== undefined && !Buffer.isBuffer(body);
+      attempt.sockets = target.sockets;
       target.pool.dispatch(
         {
           method: this.push.method,
           path: target.prefix + this.push.target,
           headers: requestHeaders(this.push, target.host, streamed ? body.length : undefined),
           body: streamed ? body.stream : (body ?? null),
+          // Every push is idempotent on a Pushgateway (PUT and POST replace what they name, DELETE deletes): undici
+          // pipelines only requests it may send again, and sends again only those the node had not begun to answer
+          // when their connection closed, on a new connection to the same node.
+          idempotent: true,
+          // Nothing is pipelined behind a streamed body until the node has answered it: a large push does not hold
+          // small ones back.
+          blocking: streamed,
         },
         attempt,
       );
@@ -421,7 +477,9 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       this.settled = true;
       this.finished = true;
       clearTimeout(this.timer);
-      this.attempt.abort();
+      // A push written and not yet answered stays on its connection (see withdraw); a malformed answer's closes it.
+      if (this.attempt.answering) this.attempt.abort();
+      else this.withdraw();
       metrics.countPush(this.push.method, outcome, this.node.id);
       if (outcome === 'upstream_error') logger.error({ method: this.push.method, url: this.push.target, node: this.node.id, status }, message);
       this.down.refuse(status, message);
@@ -432,13 +490,22 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       clearTimeout(this.drainTimer);
       if (this.finished) return;
       this.finished = true;
-      if (this.settled && this.attempt.answering) {
-        // The answer is under way: read it to its end, so its connection can serve the next push.
-        this.discarding = true;
-        this.attempt.resume();
-      } else {
-        this.attempt.abort();
-      }
+      this.withdraw();
+    }
+
+    /**
+     * withdraw gives up on the push without disturbing those pipelined with it. One not yet written is dropped
+     * before it is. One written stays on its connection, and its answer is read and dropped as it comes: aborting it
+     * would close the connection, and undici would then send again every push on it, one whose answer had begun
+     * included. A streamed body is alone on its connection, and is aborted.
+     */
+    private withdraw(): void {
+      if (this.attempt.connected && !this.streamed) this.discarding = true;
+      else this.attempt.abort();
+    }
+
+    private get streamed(): boolean {
+      return this.body !== undefined && !Buffer.isBuffer(this.body);
     }
 
     // What the attempt in flight reports. A stale attempt (one handed off) is never heard from again.
@@ -457,24 +524,39 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       this.down.start(status, statusMessage, responseHeaders(raw));
     }
 
-    data(attempt: Attempt, chunk: Buffer): boolean {
-      if (attempt !== this.attempt) return true;
+    data(attempt: Attempt, chunk: Buffer): void {
+      if (attempt !== this.attempt) return;
       if (this.discarding) {
         this.discarded += chunk.length;
+        // Its answer has begun: it is first on its connection, and nothing behind it has had an answer yet.
         if (this.discarded > MAX_DISCARD_BYTES) attempt.abort();
-        return true;
+        return;
       }
-      if (this.finished || this.down.write(chunk)) return true;
-      // The client is not taking the answer as fast as the node sends it: wait, but not forever.
-      this.drainTimer = setTimeout(() => {
-        this.down.destroy();
-        this.cancel();
-      }, timeoutMs);
-      this.down.onDrain(() => {
-        clearTimeout(this.drainTimer);
-        attempt.resume();
-      });
-      return false;
+      if (this.finished) return;
+      if (this.down.write(chunk) && this.drainTimer === undefined) return;
+      // The client is not taking its answer as fast as the node sends it. The node's connection is not paused for
+      // it (the pushes pipelined behind this answer would wait): the director holds at most MAX_HELD_BYTES for the
+      // client and gives it --proxy.timeout to take them. Past either it is disconnected, and the rest of the answer
+      // is read and dropped.
+      this.held += chunk.length;
+      if (this.held > MAX_HELD_BYTES) {
+        this.letGo();
+        return;
+      }
+      if (this.drainTimer === undefined) {
+        this.drainTimer = setTimeout(() => this.letGo(), timeoutMs);
+        this.down.onDrain(() => {
+          clearTimeout(this.drainTimer);
+          this.drainTimer = undefined;
+          this.held = 0;
+        });
+      }
+    }
+
+    /** letGo disconnects a client that is not taking its answer; the rest of it is read and dropped. */
+    private letGo(): void {
+      this.down.destroy();
+      this.cancel();
     }
 
     complete(attempt: Attempt): void {
@@ -536,8 +618,9 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
     connected = false;
     /** The node's answer has begun (its head arrived) and is not complete. */
     answering = false;
+    /** The connections of the node it goes to. */
+    sockets: ReadonlySet<Socket> = new Set();
     private abortRequest: ((error?: Error) => void) | undefined;
-    private resumeAnswer: (() => void) | undefined;
     private aborted = false;
 
     constructor(private readonly forwarding: Forwarding) {}
@@ -547,28 +630,32 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       this.abortRequest?.();
     }
 
-    resume(): void {
-      this.resumeAnswer?.();
-    }
-
     onConnect(abort: (error?: Error) => void): void {
       this.abortRequest = abort;
       // Cancelled while it waited for a connection: abort before a byte is written.
-      if (this.aborted) abort();
-      else this.connected = true;
+      if (this.aborted) {
+        // Withdrawn before it was written: undici drops a request whose onConnect throws, without writing it and
+        // without closing the connection (its abort would close it, and the pushes pipelined on it would be sent again).
+        throw new Error('the push was withdrawn');
+      }
+      this.connected = true;
+      // The pushes undici writes to this node in this turn (at once, or on a turn of its own for a connection that
+      // was idle) go out in one write, whichever connections it picks.
+      for (const socket of this.sockets) holdForTurn(socket);
     }
 
-    onHeaders(status: number, raw: Buffer[], resume: () => void, statusMessage: string): boolean {
+    onHeaders(status: number, raw: Buffer[], _resume: () => void, statusMessage: string): boolean {
       // An interim 1xx answer (llhttp refuses 101 and undici a 100 the request did not ask for): the real one follows.
       if (status < 200) return true;
       this.answering = true;
-      this.resumeAnswer = resume;
       this.forwarding.head(this, status, raw, statusMessage);
       return true;
     }
 
     onData(chunk: Buffer): boolean {
-      return this.forwarding.data(this, chunk);
+      // Never paused: other pushes may wait behind this answer on its connection (see Forwarding.data).
+      this.forwarding.data(this, chunk);
+      return true;
     }
 
     onComplete(): void {

@@ -20,6 +20,8 @@ describe('the fast lane', () => {
   let port: number;
   /** upstreamAborted lists the pushes whose connection to the node closed before the node answered. */
   const upstreamAborted: string[] = [];
+  /** upstreamAnswered lists the slow pushes the node answered whole. */
+  const upstreamAnswered: string[] = [];
   const fastLanePushes = async (): Promise<number> => {
     const text = await director.metrics.registry.getSingleMetricAsString('pgw_director_fast_lane_pushes_total');
     return Number(/^pgw_director_fast_lane_pushes_total (\d+)$/m.exec(text)?.[1]);
@@ -38,6 +40,7 @@ describe('the fast lane', () => {
         res.on('close', () => {
           if (!res.writableFinished) upstreamAborted.push(received.url);
         });
+        res.on('finish', () => upstreamAnswered.push(received.url));
         setTimeout(() => {
           res.writeHead(200, { 'Content-Length': 0 });
           res.end();
@@ -191,13 +194,15 @@ describe('the fast lane', () => {
     assert.equal(await fastLanePushes(), before + 1);
   });
 
-  it('aborts the upstream request when the client goes away', async () => {
+  it('reads and drops the answer of a push whose client went away, keeping the node connection', async () => {
+    // Other pushes may be pipelined behind it on that connection: closing it would make the node see them again.
     const before = backend.received.length;
     const client = new Conversation(port);
     client.write(push('/metrics/job/slow/i/gone'));
     await until(() => backend.received.length > before, 'the push to reach the node');
     client.close();
-    await until(() => upstreamAborted.includes('/metrics/job/slow/i/gone'), 'the director to abort the request to the node');
+    await until(() => upstreamAnswered.includes('/metrics/job/slow/i/gone'), 'the node to answer the push');
+    assert.deepEqual(upstreamAborted, []);
     // The director is still fine.
     const next = new Conversation(port);
     next.write(push('/metrics/job/after-gone'));

@@ -239,7 +239,38 @@ describe('proxy errors', () => {
     await backend.close();
   });
 
-  it('aborts the upstream request when the client goes away', async () => {
+  it('reads and drops the answer of a push whose client went away, and keeps its node connection', async () => {
+    // Other pushes may be pipelined behind it on that connection: closing it would make the node see them again.
+    const held: http.ServerResponse[] = [];
+    const connections = new Set<net.Socket>();
+    let closed = 0;
+    const backend = await startBackend((req, res) => {
+      if (req.url === '/metrics/job/gone') held.push(res);
+      else res.end();
+    });
+    backend.server.on('connection', (socket: net.Socket) => {
+      connections.add(socket);
+      socket.on('close', () => closed++);
+    });
+    const director = directorFromFlags(['--mode=proxy', '--node.health-interval=0', '--node', backend.url]);
+    const address = await director.listen();
+    const socket = net.connect(address.port, '127.0.0.1');
+    socket.write('PUT /metrics/job/gone HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nm 1\n');
+    await until(() => held.length === 1, 'the push to reach the node');
+    socket.destroy();
+    const open = (): Promise<number> => new Promise((resolve, reject) => director.server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+    await until(async () => (await open()) === 0, 'the director to see its client go');
+    (held[0] as http.ServerResponse).end('an answer nobody reads\n');
+    // The next push takes the same connection: the dropped answer was read to its end.
+    const res = await request(director.server).put('/metrics/job/next').send('m 2\n');
+    assert.equal(res.status, 200);
+    assert.equal(connections.size, 1);
+    assert.equal(closed, 0);
+    await director.close();
+    await backend.close();
+  });
+
+  it('closes the request to a node that does not answer a push whose client went away, after --proxy.timeout', async () => {
     let upstreamClosed = false;
     let arrived = false;
     const backend = await startBackend(() => undefined);
@@ -247,13 +278,13 @@ describe('proxy errors', () => {
       arrived = true;
       req.socket.on('close', () => (upstreamClosed = true));
     });
-    const director = directorFromFlags(['--mode=proxy', '--node', backend.url]);
+    const director = directorFromFlags(['--mode=proxy', '--proxy.timeout=300ms', '--node.health-interval=0', '--node', backend.url]);
     const address = await director.listen();
     const socket = net.connect(address.port, '127.0.0.1');
     socket.write('PUT /metrics/job/gone HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nm 1\n');
     await until(() => arrived, 'the push to reach the node');
     socket.destroy();
-    await until(() => upstreamClosed, 'the director to close the request to the node', 2000);
+    await until(() => upstreamClosed, 'the director to close the request to the node', 5000);
     await director.close();
     await backend.close();
   });
