@@ -101,23 +101,14 @@ describe('a push given up on', () => {
   it('while the answer before it on its connection is under way disturbs neither: its answer is dropped as it comes', async () => {
     // The first push's answer begins, then stalls past the second push's --proxy.timeout. Closing the connection
     // for the second would make undici send the first again, its answer half relayed.
-    const requests: string[] = [];
-    const responses: http.ServerResponse[] = [];
-    const node = http.createServer((req, res) => {
-      req.resume();
-      requests.push(req.url ?? '');
-      responses.push(res);
+    const node = await startRecordingNode((req, res) => {
       if (req.url === '/metrics/job/first') {
         res.writeHead(200, { 'Content-Length': 10 });
         res.write('01234');
       }
       if (req.url === '/metrics/job/third') res.end();
     });
-    let connections = 0;
-    node.on('connection', () => connections++);
-    await new Promise<void>((resolve) => node.listen(0, '127.0.0.1', resolve));
-    const port = (node.address() as net.AddressInfo).port;
-    const target: Node = { id: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}` };
+    const { requests, responses, target } = node;
     const proxy = testProxy({ timeoutMs: 300, pipelining: 8 });
 
     const first = pushTo(proxy, target, '/metrics/job/first');
@@ -131,25 +122,16 @@ describe('a push given up on', () => {
     (responses[1] as http.ServerResponse).end('dropped');
     assert.equal(await pushTo(proxy, target, '/metrics/job/third').done, '200 ');
     assert.deepEqual(requests, ['/metrics/job/first', '/metrics/job/second', '/metrics/job/third']);
-    assert.equal(connections, 1);
+    assert.equal(node.connections, 1);
     await proxy.close();
-    node.close();
+    node.server.close();
   });
 
   it('before it was written is never written, and its connection stays', async () => {
-    const requests: string[] = [];
-    const responses: http.ServerResponse[] = [];
-    const node = http.createServer((req, res) => {
-      req.resume();
-      requests.push(req.url ?? '');
-      responses.push(res);
+    const node = await startRecordingNode((req, res) => {
       if (req.url !== '/metrics/job/first') res.end();
     });
-    let connections = 0;
-    node.on('connection', () => connections++);
-    await new Promise<void>((resolve) => node.listen(0, '127.0.0.1', resolve));
-    const port = (node.address() as net.AddressInfo).port;
-    const target: Node = { id: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}` };
+    const { requests, responses, target } = node;
     // One connection, one push on it at a time: the second waits for it.
     const proxy = testProxy({ timeoutMs: 300, maxConnections: 1, pipelining: 1 });
 
@@ -161,11 +143,30 @@ describe('a push given up on', () => {
     (responses[0] as http.ServerResponse).end();
     assert.equal(await pushTo(proxy, target, '/metrics/job/third').done, '200 ');
     assert.deepEqual(requests, ['/metrics/job/first', '/metrics/job/third']);
-    assert.equal(connections, 1);
+    assert.equal(node.connections, 1);
     await proxy.close();
-    node.close();
+    node.server.close();
   });
 });
+
+/** RecordingNode records the paths it is asked for and keeps every answer for its spec to end. */
+type RecordingNode = { server: http.Server; target: Node; requests: string[]; responses: http.ServerResponse[]; connections: number };
+
+async function startRecordingNode(answer: (req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<RecordingNode> {
+  const server = http.createServer();
+  const node: RecordingNode = { server, target: { id: '', url: '' }, requests: [], responses: [], connections: 0 };
+  server.on('connection', () => node.connections++);
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    req.resume();
+    node.requests.push(req.url ?? '');
+    node.responses.push(res);
+    answer(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  node.target = { id: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}` };
+  return node;
+}
 
 /** testProxy is a proxy of its own, outside a director. */
 function testProxy(options: { timeoutMs: number; maxConnections?: number; pipelining?: number }): ReturnType<typeof createProxy> {
