@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -209,6 +209,28 @@ async function startListing(
   };
 }
 
+/**
+ * spawnDraining starts a director process with one member and one drained node serving an empty listing (`onList`
+ * hears of each), and leaves `closers` to end them all.
+ */
+async function spawnDraining(
+  closers: (() => Promise<void> | void)[],
+  onList: (req: http.IncomingMessage) => void,
+  listing: { hold?: boolean },
+  flags: readonly string[],
+): Promise<ChildProcess> {
+  const drained = await startListing(0, onList, listing);
+  closers.push(() => drained.close());
+  const member = await startFakePushgateway();
+  closers.push(() => member.stop());
+  const port = await freePort();
+  const director = spawn(process.execPath, [BIN, `--web.listen-address=127.0.0.1:${port}`, `--node=${member.url}`, `--reconcile.drain=${drained.url}`, ...flags], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  closers.push(() => void director.kill('SIGKILL'));
+  return director;
+}
+
 /** passChild returns the one pass process this process runs (the spec's director is in this process). */
 const passChild = (): number | undefined => childPids(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('child.js'));
 
@@ -344,18 +366,8 @@ describe('the pass process as the director runs it', () => {
 
   it('a director killed with SIGKILL leaves no pass running against the nodes: the pass process exits with its channel', { skip: !LINUX }, async () => {
     let listing: http.IncomingMessage | undefined;
-    const drained = await startListing(0, (req) => (listing = req), { hold: true });
-    closers.push(() => drained.close());
-    const member = await startFakePushgateway();
-    closers.push(() => member.stop());
-    const port = await freePort();
     // --proxy.timeout=1h: left alone, the pass would wait on the held listing for an hour.
-    const director = spawn(
-      process.execPath,
-      [BIN, `--web.listen-address=127.0.0.1:${port}`, `--node=${member.url}`, `--reconcile.drain=${drained.url}`, '--reconcile.interval=1h', '--proxy.timeout=1h'],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-    closers.push(() => void director.kill('SIGKILL'));
+    const director = await spawnDraining(closers, (req) => (listing = req), { hold: true }, ['--reconcile.interval=1h', '--proxy.timeout=1h']);
     await until(() => listing !== undefined, 'the pass asks the drained node for its listing', 30_000);
     const pid = childPids(director.pid as number)[0];
     assert.ok(pid !== undefined && isRunning(pid), 'the pass runs in a child of the director');
@@ -487,17 +499,7 @@ describe('the pass process started ahead of its pass (prepare)', { skip: !LINUX 
 
   it('a director killed with SIGKILL leaves no prepared process behind', async () => {
     let listings = 0;
-    const drained = await startListing(0, () => listings++);
-    closers.push(() => drained.close());
-    const member = await startFakePushgateway();
-    closers.push(() => member.stop());
-    const port = await freePort();
-    const director = spawn(
-      process.execPath,
-      [BIN, `--web.listen-address=127.0.0.1:${port}`, `--node=${member.url}`, `--reconcile.drain=${drained.url}`, '--reconcile.interval=4s', '--node.health-interval=0'],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-    closers.push(() => void director.kill('SIGKILL'));
+    const director = await spawnDraining(closers, () => listings++, {}, ['--reconcile.interval=4s', '--node.health-interval=0']);
     await until(() => listings === 1, 'the first pass lists the drained node', 30_000);
     // The first pass's process exits with its pass; the next one is started 2 s before the next pass.
     await until(() => listings === 1 && childPids(director.pid as number).length === 0, 'the first pass process ends', 10_000);
