@@ -12,7 +12,7 @@ import request from 'supertest';
 import { parseNodeUrl } from '../../lib/core/node';
 import { createLogger } from '../../lib/logger';
 import { Placement } from '../../lib/placement';
-import { createReconcileMetrics } from '../../lib/reconcile';
+import { type ReconcileOptions, createReconcileMetrics } from '../../lib/reconcile';
 import { type ProcessReconcilerOptions, childEnvironment, createProcessReconciler } from '../../lib/reconcile/process';
 import { type TestDirector, LogSink, directorFromFlags } from '../support/director';
 import { type FakePushgateway, startFakePushgateway } from '../support/fake-pushgateway';
@@ -231,6 +231,16 @@ async function spawnDraining(
   return director;
 }
 
+/** drainingInto returns a placement of the member alone, and the pass options that drain `drainedUrl` into it. */
+function drainingInto(memberUrl: string, drainedUrl: string): { placement: Placement; options: ReconcileOptions } {
+  const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
+  const member = parseNodeUrl(memberUrl);
+  const drained = parseNodeUrl(drainedUrl);
+  assert.ok(member.ok && drained.ok);
+  placement.update([member.node]);
+  return { placement, options: { migrate: false, drain: [drained.node], dryRun: false, ttlMs: undefined } };
+}
+
 /** passChild returns the one pass process this process runs (the spec's director is in this process). */
 const passChild = (): number | undefined => childPids(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('child.js'));
 
@@ -276,15 +286,11 @@ describe('the pass process as the director runs it', () => {
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
     const log = new LogSink();
-    const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
-    const parsed = parseNodeUrl(member.url);
-    const drainedNode = parseNodeUrl(drained.url);
-    assert.ok(parsed.ok && drainedNode.ok);
-    placement.update([parsed.node]);
+    const { placement, options } = drainingInto(member.url, drained.url);
     const reconciler = createProcessReconciler({
       placement,
       vnodes: 10,
-      options: { migrate: false, drain: [drainedNode.node], dryRun: false, ttlMs: undefined },
+      options,
       client: { timeoutMs: 5000, authorization: undefined },
       logLevel: 'info',
       metrics: createReconcileMetrics(new Registry()),
@@ -315,16 +321,12 @@ describe('the pass process as the director runs it', () => {
     closers.push(() => member.stop());
     process.env['CONSUL_HTTP_TOKEN'] = 'spec-consul-token-42';
     closers.push(() => void delete process.env['CONSUL_HTTP_TOKEN']);
-    const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
-    const parsed = parseNodeUrl(member.url);
-    const drainedNode = parseNodeUrl(drained.url);
-    assert.ok(parsed.ok && drainedNode.ok);
-    placement.update([parsed.node]);
+    const { placement, options } = drainingInto(member.url, drained.url);
     const log = new LogSink();
     const reconciler = createProcessReconciler({
       placement,
       vnodes: 10,
-      options: { migrate: false, drain: [drainedNode.node], dryRun: false, ttlMs: undefined },
+      options,
       client: { timeoutMs: 5000, authorization },
       logLevel: 'debug',
       metrics: createReconcileMetrics(new Registry()),
@@ -402,16 +404,12 @@ describe('the pass process started ahead of its pass (prepare)', { skip: !LINUX 
     closers.push(() => drained.close());
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
-    const placement = new Placement({ vnodes: 10, hashKey: 'grouping-key' });
-    const parsed = parseNodeUrl(member.url);
-    const drainedNode = parseNodeUrl(drained.url);
-    assert.ok(parsed.ok && drainedNode.ok);
-    placement.update([parsed.node]);
+    const { placement, options } = drainingInto(member.url, drained.url);
     const registry = new Registry();
     const reconciler = createProcessReconciler({
       placement,
       vnodes: 10,
-      options: { migrate: false, drain: [drainedNode.node], dryRun: false, ttlMs: undefined },
+      options,
       client: { timeoutMs: 5000, authorization: undefined },
       logLevel: 'info',
       metrics: createReconcileMetrics(registry),
