@@ -298,7 +298,10 @@ function unframed(raw: readonly Buffer[]): string | undefined {
 // eslint-disable-next-line no-control-regex
 const MALFORMED_REASON = /[^\t\x20-\x7e\x80-\xff]/;
 
-/** Target is one node's pool, and the connections it opened (held for the turn when a push is written to one). */
+/**
+ * Target is one node's pool, and with pipelining the connections it opened (held for the turn when a push is written
+ * to one).
+ */
 type Target = Readonly<{ pool: Pool; prefix: string; host: string; sockets: Set<Socket> }>;
 
 /**
@@ -347,6 +350,20 @@ function nodeDownstream(req: IncomingMessage, res: ServerResponse, answered: () 
 /** Line is the queue of proxied pushes of one client connection in Node's lane. */
 type Line = { busy: boolean; paused: boolean; readonly waiting: (() => void)[] };
 
+/** tracked keeps the connections `connect` opens in `sockets`, each until it closes. */
+function tracked(connect: buildConnector.connector, sockets: Set<Socket>): buildConnector.connector {
+  return (opts, done) =>
+    connect(opts, (...connected) => {
+      // On failure undici's connector may pass the error alone.
+      const socket = connected[1] ?? undefined;
+      if (socket !== undefined) {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+      }
+      done(...connected);
+    });
+}
+
 /** createProxy returns a proxy with one connection pool per node. */
 export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, logger: Logger): Proxy {
   const targets = new Map<string, Target>();
@@ -360,7 +377,7 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
       const url = new URL(node.url);
       const sockets = new Set<Socket>();
       // Half the time for the connection, so a refused or silent owner leaves time to hand the push off.
-      const connect = buildConnector({ timeout: Math.max(1, Math.floor(timeoutMs / 2)), ...(options.lookup === undefined ? {} : { lookup: options.lookup }) });
+      const connectOptions = { timeout: Math.max(1, Math.floor(timeoutMs / 2)), ...(options.lookup === undefined ? {} : { lookup: options.lookup }) };
       target = {
         pool: new Pool(url.origin, {
           connections: maxConnections,
@@ -371,16 +388,8 @@ export function createProxy(options: ProxyOptions, metrics: DirectorMetrics, log
           headersTimeout: timeoutMs,
           // A node that stops sending in the middle of its answer.
           bodyTimeout: timeoutMs,
-          connect: (opts, done) =>
-            connect(opts, (...connected) => {
-              // On failure undici's connector may pass the error alone.
-              const socket = connected[1] ?? undefined;
-              if (socket !== undefined) {
-                sockets.add(socket);
-                socket.once('close', () => sockets.delete(socket));
-              }
-              done(...connected);
-            }),
+          // With one push per connection there is nothing to write together: `sockets` then stays empty.
+          connect: pipelining === 1 ? connectOptions : tracked(buildConnector(connectOptions), sockets),
         }),
         prefix: url.pathname === '/' ? '' : url.pathname,
         host: url.host,
