@@ -12,15 +12,20 @@
  * What it cannot take out: a push's latency includes the time this process waits for a CPU before its loop sees the
  * answer. So it reports its own event-loop delay next to the latencies (before and during the pass).
  *
+ * With `http` as its third argument (BENCH_LOADGEN=http) it pushes through node:http's client with a keep-alive agent
+ * instead, as the bench's first load generator did, for an A/B of the two clients.
+ *
  * Messages from the bench: `quiet` and `pass` mark the windows (its loop delays are read and reset at each); `stop`
  * ends the pushes and answers with { samples: [sentAtWallMs, latencyMs, status][], quiet, pass }.
  */
+import http from 'node:http';
 import net from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 type Delays = { eventLoopMaxMs: number; eventLoopP99Ms: number };
 
-const [port, rate] = process.argv.slice(2).map(Number) as [number, number];
+const [port, rate] = process.argv.slice(2, 4).map(Number) as [number, number];
+const viaHttp = process.argv[4] === 'http';
 const delay = monitorEventLoopDelay({ resolution: 1 });
 delay.enable();
 const delays = (): Delays => ({ eventLoopMaxMs: delay.max / 1e6, eventLoopP99Ms: delay.percentile(99) / 1e6 });
@@ -65,18 +70,33 @@ function open(): Connection {
   return connection;
 }
 
-let sent = 0;
-let stopping = false;
-const send = (): void => {
-  const i = sent++;
+const BODY = 'm 1\n';
+const pathOf = (i: number): string => `/metrics/job/load_${i % 97}/instance/host-${i}`;
+
+const sendNet = (i: number): void => {
   const connection = idle.pop() ?? open();
-  const body = 'm 1\n';
-  const request = `POST /metrics/job/load_${i % 97}/instance/host-${i} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  const request = `POST ${pathOf(i)} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`;
   connection.busy = true;
   connection.wall = Date.now();
   connection.sentAt = performance.now();
   connection.socket.write(request, 'latin1');
 };
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+const sendHttp = (i: number): void => {
+  const wall = Date.now();
+  const at = performance.now();
+  const req = http.request({ host: '127.0.0.1', port, agent, method: 'POST', path: pathOf(i), headers: { 'Content-Length': BODY.length } }, (res) => {
+    res.resume();
+    res.on('end', () => samples.push([wall, performance.now() - at, res.statusCode ?? 0]));
+  });
+  req.on('error', () => samples.push([wall, performance.now() - at, 0]));
+  req.end(BODY);
+};
+
+let sent = 0;
+let stopping = false;
+const send = (): void => (viaHttp ? sendHttp : sendNet)(sent++);
 
 const t0 = performance.now();
 const tick = (): void => {

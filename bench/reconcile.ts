@@ -47,7 +47,7 @@ const LAST_CPU = String(cpus().length - 1);
  * Figures with it are not the default run's, and are reported as such.
  */
 const NODE_NICE = Number(process.env['BENCH_RECONCILE_NODE_NICE'] ?? 0);
-/** BENCH_LOADGEN=http runs the first load generator (node:http's client) instead of bench/reconcile-loadgen.ts. */
+/** BENCH_LOADGEN=http has bench/reconcile-loadgen.ts push through node:http's client (the first load generator's). */
 const HTTP_CLIENT = process.env['BENCH_LOADGEN'] === 'http';
 
 /** renice sets the nice value of every thread of a process (Linux keeps one per thread; new threads inherit it). */
@@ -129,53 +129,6 @@ async function fill(nodes: readonly Pushgateway[], byNode: Map<string, Labels[]>
   if (failed > 0) throw new Error(`${failed} pushes failed while filling the Pushgateways`);
   return (performance.now() - started) / 1000;
 }
-
-/**
- * HTTP_LOADGEN is the load generator the bench used first (BENCH_LOADGEN=http keeps it, for an A/B): node:http's
- * client with a keep-alive agent. bench/reconcile-loadgen.ts replaced it: the same pushes and the same timing, with a
- * client that costs its process less per push.
- */
-const HTTP_LOADGEN = `
-const http = require('node:http');
-const { monitorEventLoopDelay } = require('node:perf_hooks');
-const delay = monitorEventLoopDelay({ resolution: 1 });
-delay.enable();
-const delays = () => ({ eventLoopMaxMs: delay.max / 1e6, eventLoopP99Ms: delay.percentile(99) / 1e6 });
-let quiet;
-const [port, rate] = process.argv.slice(1).map(Number);
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-const samples = [];
-let sent = 0, stopping = false;
-const t0 = performance.now();
-const send = () => {
-  const i = sent++;
-  const at = performance.now();
-  const wall = Date.now();
-  const req = http.request({ host: '127.0.0.1', port, agent, method: 'POST', path: '/metrics/job/load_' + (i % 97) + '/instance/host-' + i, headers: { 'Content-Length': 4 } }, (res) => {
-    res.resume();
-    res.on('end', () => samples.push([wall, performance.now() - at, res.statusCode]));
-  });
-  req.on('error', () => samples.push([wall, performance.now() - at, 0]));
-  req.end('m 1\\n');
-};
-const tick = () => {
-  if (stopping) return;
-  const due = Math.floor(((performance.now() - t0) * rate) / 1000);
-  while (sent < due) send();
-  setTimeout(tick, 2);
-};
-tick();
-process.on('message', (cmd) => {
-  if (cmd === 'quiet') return delay.reset();
-  if (cmd === 'pass') {
-    quiet = delays();
-    return delay.reset();
-  }
-  const pass = delays();
-  stopping = true;
-  setTimeout(() => { process.send({ samples, quiet, pass }, () => process.exit(0)); }, 500);
-});
-`;
 
 type Delays = { eventLoopMaxMs: number; eventLoopP99Ms: number };
 type PassAnswer = Delays & { report: Record<string, unknown>; quiet: Delays; cpuSeconds: number };
@@ -344,8 +297,8 @@ export async function reconcileBench(root: string): Promise<void> {
     await Promise.race([once(director, 'ready'), died]);
     if (PIN) pin(pid, LAST_CPU);
 
-    const loadgenArgs = HTTP_CLIENT ? ['-e', HTTP_LOADGEN] : [join(root, 'dist', 'bench', 'reconcile-loadgen.js')];
-    loadgen = spawn(process.execPath, [...loadgenArgs, String(port), String(PUSH_RATE)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const loadgenArgs = [join(root, 'dist', 'bench', 'reconcile-loadgen.js'), String(port), String(PUSH_RATE), HTTP_CLIENT ? 'http' : 'net'];
+    loadgen = spawn(process.execPath, loadgenArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     console.log(`load generator: ${HTTP_CLIENT ? "node:http's client (BENCH_LOADGEN=http)" : 'node:net, one kept-alive connection per push in flight'}, a process of its own`);
     if (PIN) pin(loadgen.pid, OTHER_CPUS);
     await new Promise((resolve) => setTimeout(resolve, 2000)); // warm-up: connections open, JIT warm
