@@ -264,7 +264,7 @@ export async function reconcileBench(root: string): Promise<void> {
     const listing = await fetch(`${pgs[0]?.url}/api/v1/metrics`).then((r) => r.arrayBuffer());
     const listSeconds = (performance.now() - listStart) / 1000;
     console.log(`fill: ${pgs.length * GROUPS_PER_NODE} groups PUT in ${fillSeconds.toFixed(1)} s (${((pgs.length * GROUPS_PER_NODE) / fillSeconds).toFixed(0)} pushes/s, ${FILL_CONCURRENCY} concurrent, keep-alive); one node's /api/v1/metrics: ${(listing.byteLength / 2 ** 20).toFixed(1)} MiB, answered in ${listSeconds.toFixed(1)} s`);
-    console.log(`pass on ${process.env['BENCH_RECONCILE_THREAD'] === 'inline' ? "the director's main thread (BENCH_RECONCILE_THREAD=inline, as before)" : 'a child process of the director (nice +10, --single-threaded-gc)'}`);
+    console.log(`pass on ${process.env['BENCH_RECONCILE_THREAD'] === 'inline' ? "the director's main thread (BENCH_RECONCILE_THREAD=inline, as before)" : 'a child process of the director (idle scheduling policy, nice +10, --single-threaded-gc)'}`);
     console.log('director: redirect mode, --proxy.timeout=60s (the timeout of its own requests to the nodes: a loaded Pushgateway takes seconds to encode 10,000 groups)');
 
     const [a, b, c] = pgs as [Pushgateway, Pushgateway, Pushgateway];

@@ -4,14 +4,16 @@
  * every push for tens of milliseconds; in a worker thread the collections still ran on V8's helper threads, which a
  * process shares, at the pushes' priority. Here each pass runs in a child process of its own (lib/reconcile/child.ts),
  * started for the pass and ended after it, with its own V8, heap, collector and helper threads, every one of them
- * niced from birth (`nice -n 10`), collecting on its main thread only (`--single-threaded-gc`), its old generation
+ * under Linux's idle scheduling policy from birth (`chrt --idle 0`: the kernel gives a core to the pass only when
+ * nothing else wants it, and takes it back the moment a push arrives) and niced (`nice -n 10`, which also lowers its
+ * I/O priority), collecting on its main thread only (`--single-threaded-gc`), its old generation
  * bounded by --reconcile.max-heap (`--max-old-space-size`). The director keeps the ring and the tombstones: it hands the
  * child a snapshot of the ring over the IPC channel, answers its tombstone reads and lookups, writes its log lines and
  * adds its counts to the director's metrics (lib/reconcile/protocol.ts). A child that fails, throws, exits, sends
  * garbage, runs out of memory or cannot start is a failed pass: pass() rejects with one line, the errors counter goes
  * up, and the director goes on.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import type { LookupFunction, Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
@@ -28,6 +30,12 @@ import { answerLookup } from '../threads/lookup';
 const CHILD_FILE = join(__dirname, 'child.js');
 /** How much nicer than the director the pass runs (Linux nice steps; `nice` stops at 19). */
 const NICER = 10;
+/**
+ * The arguments that put a command under SCHED_IDLE (util-linux's `chrt`; any process may lower its own policy). Under
+ * the normal policy, even at nice 19, a push that wakes the director may wait for the pass to use up its time slice;
+ * under the idle policy it never waits for the pass.
+ */
+const IDLE_POLICY = ['--idle', '0'];
 /**
  * SETUP_WAIT_MS is how long a child waits for its pass's setup before it exits on its own: a prepared child whose pass
  * never comes (the director stopped scheduling, or was stopped without ending it) does not linger.
@@ -61,7 +69,29 @@ export type ProcessReconcilerOptions = Readonly<{
   setupWaitMs?: number;
   /** The `nice` command that starts the child; when it cannot be found, the child runs at the director's priority. @default 'nice' */
   niceCommand?: string;
+  /**
+   * The `chrt` command that starts the child under the idle scheduling policy; when it cannot be found, or cannot set
+   * that policy here (a sandbox may refuse it), the child runs under the normal policy, niced. @default 'chrt'
+   */
+  chrtCommand?: string;
 }>;
+
+/** What `chrt` said when asked for the idle policy, by its path: undefined when it gave it. */
+const idlePolicyAnswers = new Map<string, string | undefined>();
+
+/**
+ * idlePolicyRefused asks `chrt` once per process whether it can put a process under the idle policy here, and returns
+ * its refusal (a sandbox may refuse sched_setscheduler), or undefined. It sets the policy on itself, then runs itself
+ * to print its version: a millisecond or two, once, when the director starts.
+ */
+function idlePolicyRefused(chrt: string): string | undefined {
+  if (!idlePolicyAnswers.has(chrt)) {
+    const asked = spawnSync(chrt, [...IDLE_POLICY, chrt, '--version'], { env: childEnvironment(process.env), encoding: 'utf8', timeout: 5000 });
+    const refusal = asked.status === 0 ? undefined : (asked.stderr?.trim().split('\n', 1)[0] || (asked.error?.message ?? `exit ${asked.status ?? asked.signal}`));
+    idlePolicyAnswers.set(chrt, refusal);
+  }
+  return idlePolicyAnswers.get(chrt);
+}
 
 /** Started is a child process as started, before or during its pass. */
 type Started = { child: ChildProcess; stderr: string; ended: boolean; startError: string | undefined };
@@ -118,6 +148,10 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   const destination = (logger as unknown as Record<symbol, LogDestination | undefined>)[pino.symbols.streamSym] ?? process.stdout;
   const nice = findCommand(settings.niceCommand ?? 'nice', process.env['PATH']);
   let warnedNoNice = false;
+  const chrt = findCommand(settings.chrtCommand ?? 'chrt', process.env['PATH']);
+  const refused = chrt === undefined ? undefined : idlePolicyRefused(chrt);
+  if (refused !== undefined) logger.info({ component: 'reconcile', command: chrt, err: refused }, 'the idle scheduling policy is not available: reconciliation passes run niced only');
+  const idlePolicy = chrt !== undefined && refused === undefined;
   const heapFlags = settings.maxHeapMb === undefined ? [] : [`--max-old-space-size=${Math.max(1, Math.floor(settings.maxHeapMb))}`];
   // One collector thread per pass: V8's helper threads would otherwise do much of the collection, several at once.
   const setupWaitMs = Math.max(1, Math.floor(settings.setupWaitMs ?? SETUP_WAIT_MS));
@@ -137,8 +171,9 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
 
   /** start spawns a child, which loads its modules and waits for a setup; its stderr is kept from birth. */
   const start = (): Started => {
-    const [command, args] = nice === undefined ? [execPath, nodeArgs] : [nice, ['-n', String(NICER), execPath, ...nodeArgs]];
-    const child = spawn(command, args, {
+    const niced = nice === undefined ? [execPath, ...nodeArgs] : [nice, '-n', String(NICER), execPath, ...nodeArgs];
+    const line = idlePolicy && chrt !== undefined ? [chrt, ...IDLE_POLICY, ...niced] : niced;
+    const child = spawn(line[0] as string, line.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'advanced',
       env: childEnvironment(process.env),

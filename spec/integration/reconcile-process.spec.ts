@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -16,7 +17,7 @@ import { type ReconcileOptions, createReconcileMetrics } from '../../lib/reconci
 import { type ProcessReconcilerOptions, childEnvironment, createProcessReconciler } from '../../lib/reconcile/process';
 import { type TestDirector, LogSink, directorFromFlags } from '../support/director';
 import { type FakePushgateway, startFakePushgateway } from '../support/fake-pushgateway';
-import { childPids, freePort, isRunning, niceOfThreads } from '../support/processes';
+import { SCHED_IDLE, childPids, freePort, isRunning, niceOfThreads, policyOfThreads } from '../support/processes';
 import { until } from '../support/wait';
 
 const MISBEHAVING = join(__dirname, '..', 'support', 'children', 'misbehaving-pass.js');
@@ -144,7 +145,7 @@ describe('reconciliation passes in a child process', () => {
       {
         name: 'cannot be started (no such node binary, no nice)',
         how: 'sleep',
-        extra: { execPath: '/nonexistent/node', niceCommand: 'pgw-spec-no-such-nice' },
+        extra: { execPath: '/nonexistent/node', niceCommand: 'pgw-spec-no-such-nice', chrtCommand: 'pgw-spec-no-such-chrt' },
         message: new RegExp(`${prefix}it could not be started: spawn /nonexistent/node ENOENT$`),
       },
     ];
@@ -250,12 +251,14 @@ describe('the pass process as the director runs it', () => {
     for (const close of closers.splice(0)) await close();
   });
 
-  it('runs every thread of the pass 10 nice steps below the director, whose threads keep their priority; the process ends with the pass', { skip: !LINUX }, async () => {
+  it('runs every thread of the pass under the idle policy and 10 nice steps below the director, whose threads keep their priority; the process ends with the pass', { skip: !LINUX }, async () => {
     const before = niceOfThreads(process.pid);
-    let during: { director: number[]; child: number[]; pid: number | undefined } = { director: [], child: [], pid: undefined };
+    type Threads = { nice: number[]; policy: number[] };
+    const threads = (pid: number | undefined): Threads => (pid === undefined ? { nice: [], policy: [] } : { nice: niceOfThreads(pid), policy: policyOfThreads(pid) });
+    let during: { director: Threads; child: Threads; pid: number | undefined } = { director: threads(undefined), child: threads(undefined), pid: undefined };
     const drained = await startListing(10, () => {
       const pid = passChild();
-      during = { director: niceOfThreads(process.pid), child: pid === undefined ? [] : niceOfThreads(pid), pid };
+      during = { director: threads(process.pid), child: threads(pid), pid };
     });
     closers.push(() => drained.close());
     const member = await startFakePushgateway();
@@ -267,20 +270,24 @@ describe('the pass process as the director runs it', () => {
     assert.equal(report.migrated, 9 + 1);
     const base = Math.min(...before);
     assert.ok(before.every((nice) => nice === base), `director threads before the pass: ${before.join(' ')}`);
-    assert.ok(during.director.every((nice) => nice === base), `director threads during the pass: ${during.director.join(' ')}`);
-    // Node's main thread, V8's platform threads, libuv's: at least 5, every one niced.
-    assert.ok(during.child.length >= 5, `pass threads: ${during.child.join(' ')}`);
-    assert.ok(during.child.every((nice) => nice === Math.min(19, base + 10)), `pass threads during the pass: ${during.child.join(' ')}`);
+    assert.ok(during.director.nice.every((nice) => nice === base), `director threads during the pass: ${during.director.nice.join(' ')}`);
+    assert.ok(during.director.policy.every((policy) => policy === 0), `director threads' policies: ${during.director.policy.join(' ')}`);
+    // Node's main thread, V8's platform threads, libuv's: at least 5, every one idle and niced.
+    assert.ok(during.child.nice.length >= 5, `pass threads: ${during.child.nice.join(' ')}`);
+    assert.ok(during.child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads during the pass: ${during.child.nice.join(' ')}`);
+    assert.ok(during.child.policy.length >= 5 && during.child.policy.every((policy) => policy === SCHED_IDLE), `pass threads' policies: ${during.child.policy.join(' ')}`);
     const pid = during.pid as number;
     assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /--single-threaded-gc\0--max-old-space-size=256\0/);
     await until(() => !isRunning(pid), 'the pass process ends with its pass', 10_000);
   });
 
-  it('without `nice` the pass still runs, at the director\'s priority, after one warning line', { skip: !LINUX }, async () => {
+  it('without `nice` or `chrt` the pass still runs, at the director\'s priority, after one warning line', { skip: !LINUX }, async () => {
     let childNices: number[] = [];
+    let childPolicies: number[] = [];
     const drained = await startListing(3, () => {
       const pid = passChild();
       childNices = pid === undefined ? [] : niceOfThreads(pid);
+      childPolicies = pid === undefined ? [] : policyOfThreads(pid);
     });
     closers.push(() => drained.close());
     const member = await startFakePushgateway();
@@ -297,6 +304,7 @@ describe('the pass process as the director runs it', () => {
       logger: createLogger('info', log),
       tombstones: undefined,
       niceCommand: 'pgw-spec-no-such-nice',
+      chrtCommand: 'pgw-spec-no-such-chrt',
     });
     assert.equal((await reconciler.pass()).migrated, 3);
     // The generated listing still offers the 3 groups: the owner's copies are newer now, and these are deleted.
@@ -306,6 +314,45 @@ describe('the pass process as the director runs it', () => {
     assert.equal(warnings[0]?.['level'], 40);
     const base = Math.min(...niceOfThreads(process.pid));
     assert.ok(childNices.length >= 5 && childNices.every((nice) => nice === base), `pass threads: ${childNices.join(' ')}`);
+    assert.ok(childPolicies.length >= 5 && childPolicies.every((policy) => policy === 0), `pass threads' policies: ${childPolicies.join(' ')}`);
+  });
+
+  it('where `chrt` cannot set the idle policy (a sandbox refusing it), the pass runs niced under the normal policy, after one line saying so', { skip: !LINUX }, async () => {
+    // A chrt that fails as util-linux's does when sched_setscheduler is refused.
+    const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-chrt-'));
+    closers.push(() => rmSync(bin, { recursive: true, force: true }));
+    const chrt = join(bin, 'chrt');
+    writeFileSync(chrt, "#!/bin/sh\necho \"chrt: failed to set pid 0's policy: Operation not permitted\" >&2\nexit 1\n");
+    chmodSync(chrt, 0o755);
+    let child: { nice: number[]; policy: number[] } = { nice: [], policy: [] };
+    const drained = await startListing(3, () => {
+      const pid = passChild();
+      if (pid !== undefined) child = { nice: niceOfThreads(pid), policy: policyOfThreads(pid) };
+    });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const log = new LogSink();
+    const { placement, options } = drainingInto(member.url, drained.url);
+    const reconciler = createProcessReconciler({
+      placement,
+      vnodes: 10,
+      options,
+      client: { timeoutMs: 5000, authorization: undefined },
+      logLevel: 'info',
+      metrics: createReconcileMetrics(new Registry()),
+      logger: createLogger('info', log),
+      tombstones: undefined,
+      chrtCommand: chrt,
+    });
+    assert.equal((await reconciler.pass()).migrated, 3);
+    assert.equal((await reconciler.pass()).deleted, 3);
+    const lines = log.lines.filter((line) => String(line['msg']).startsWith('the idle scheduling policy is not available'));
+    assert.equal(lines.length, 1);
+    assert.match(String(lines[0]?.['err']), /^chrt: failed to set pid 0.s policy: Operation not permitted$/);
+    const base = Math.min(...niceOfThreads(process.pid));
+    assert.ok(child.nice.length >= 5 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
+    assert.ok(child.policy.every((policy) => policy === 0), `pass threads' policies: ${child.policy.join(' ')}`);
   });
 
   it('sends the node credentials over the IPC channel: never on the pass\'s command line or in its environment', { skip: !LINUX }, async () => {

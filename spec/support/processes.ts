@@ -78,17 +78,30 @@ export function childPids(pid: number): number[] {
   }
 }
 
-/** niceOfThreads reads the nice value of every thread of a process (Linux: field 19 of /proc/<pid>/task/<tid>/stat). */
-export function niceOfThreads(pid: number): number[] {
+/** statOfThreads reads field `field` (numbered as proc(5) numbers them) of /proc/<pid>/task/<tid>/stat for every thread. */
+function statOfThreads(pid: number, field: number): number[] {
   return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      // The command name may hold spaces and parentheses: count fields after its closing one.
-      return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+      // The command name (field 2) may hold spaces and parentheses: count fields after its closing one, field 3 first.
+      return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[field - 3])];
     } catch {
       return []; // the thread ended between the listing and the read
     }
   });
+}
+
+/** niceOfThreads reads the nice value of every thread of a process (Linux: field 19 of its stat). */
+export function niceOfThreads(pid: number): number[] {
+  return statOfThreads(pid, 19);
+}
+
+/** SCHED_IDLE is Linux's number for the idle scheduling policy (SCHED_OTHER, the normal one, is 0). */
+export const SCHED_IDLE = 5;
+
+/** policyOfThreads reads the scheduling policy of every thread of a process (Linux: field 41 of its stat). */
+export function policyOfThreads(pid: number): number[] {
+  return statOfThreads(pid, 41);
 }
 
 /** isRunning says whether a process exists and is not a zombie. */
