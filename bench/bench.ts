@@ -25,7 +25,15 @@ import { SINK, freePort, rssBytes, startChild, stopChild, waitForPort } from '..
 
 const ROOT = join(__dirname, '..', '..');
 const args = new Set(process.argv.slice(2));
-const seconds = Number(process.env['BENCH_SECONDS'] ?? 8);
+/**
+ * The throughput benches alternate short windows, BENCH_ROUNDS of BENCH_SECONDS each per server (16 s each by
+ * default), in the order A B, then B A. The CPU-second of this machine is not a fixed amount of work: a plain compute
+ * loop, alone, did 4.8 to 9.6 iterations per CPU-second from one second to the next (other tenants of the host), and
+ * two 8-second windows per server, the earlier design, printed proxy ratios of 0.35 to 0.45 for the same build. Many
+ * short windows give both servers the same mix of fast and slow seconds.
+ */
+const seconds = Number(process.env['BENCH_SECONDS'] ?? 2);
+const rounds = Number(process.env['BENCH_ROUNDS'] ?? 8);
 
 function nodes(count: number): Node[] {
   return Array.from({ length: count }, (_, i) => {
@@ -196,6 +204,34 @@ async function load(port: number, pids: number[], threads: number, connections: 
   return { requests, rps, cpu, perCpu: requests / cpu, errors };
 }
 
+/**
+ * alternate warms both servers up with one window each, then measures `rounds` windows of each, in the order A B, then
+ * B A, and so on, so that drift on a shared machine hits both alike.
+ */
+async function alternate(a: () => Promise<Measured>, b: () => Promise<Measured>): Promise<[Measured[], Measured[]]> {
+  await a();
+  await b();
+  const as: Measured[] = [];
+  const bs: Measured[] = [];
+  for (let i = 0; i < rounds; i++) {
+    if (i % 2 === 0) {
+      as.push(await a());
+      bs.push(await b());
+    } else {
+      bs.push(await b());
+      as.push(await a());
+    }
+  }
+  return [as, bs];
+}
+
+/** spread describes the ratios of the rounds taken one by one (each window next to its neighbour of the same round). */
+function spread(runs: readonly Measured[], baseline: readonly Measured[]): string {
+  const ratios = runs.map((run, i) => run.perCpu / (baseline[i] as Measured).perCpu).sort((x, y) => x - y);
+  const median = ratios.length % 2 === 1 ? (ratios[(ratios.length - 1) / 2] as number) : ((ratios[ratios.length / 2 - 1] as number) + (ratios[ratios.length / 2] as number)) / 2;
+  return `${ratios.length} rounds of ${seconds} s each, round by round ${(ratios[0] ?? 0).toFixed(2)}-${(ratios[ratios.length - 1] ?? 0).toFixed(2)} (median ${median.toFixed(2)})`;
+}
+
 /** combine totals several runs against one server: requests per CPU-second over all of them. */
 function combine(runs: readonly Measured[]): Measured {
   const requests = runs.reduce((sum, r) => sum + r.requests, 0);
@@ -216,7 +252,7 @@ function row(name: string, m: Measured, baseline: Measured): string {
 }
 
 async function redirectThroughput(): Promise<void> {
-  console.log(`## Redirect throughput (wrk -t2 -c64, ${seconds}s each, POST with a 4-byte body)\n`);
+  console.log(`## Redirect throughput (wrk -t2 -c64, ${rounds} alternating windows of ${seconds}s each, POST with a 4-byte body)\n`);
   const barePort = await freePort();
   const directorPort = await freePort();
   const bare = startChild(process.execPath, ['-e', BARE_307, String(barePort)]);
@@ -230,22 +266,17 @@ async function redirectThroughput(): Promise<void> {
   ]);
   try {
     await Promise.all([waitForPort(barePort), waitForPort(directorPort)]);
-    // Warm both up, then alternate so drift on a shared machine hits both alike.
-    await load(barePort, [bare.pid as number], 2, 64);
-    await load(directorPort, [director.pid as number], 2, 64);
-    const bareRuns: Measured[] = [];
-    const directorRuns: Measured[] = [];
-    for (let i = 0; i < 2; i++) {
-      bareRuns.push(await load(barePort, [bare.pid as number], 2, 64));
-      directorRuns.push(await load(directorPort, [director.pid as number], 2, 64));
-    }
+    const [bareRuns, directorRuns] = await alternate(
+      () => load(barePort, [bare.pid as number], 2, 64),
+      () => load(directorPort, [director.pid as number], 2, 64),
+    );
     const b = combine(bareRuns);
     const d = combine(directorRuns);
     console.log('| server | req/s | req per server CPU-second | ratio to bare node:http | errors |');
     console.log('|---|---|---|---|---|');
     console.log(row('bare node:http 307', b, b));
     console.log(row('pgw-director, redirect mode, 10 nodes, log level info', d, b));
-    console.log(`\nredirect ratio: ${(d.perCpu / b.perCpu).toFixed(2)} (target >= 0.70)\n`);
+    console.log(`\nredirect ratio: ${(d.perCpu / b.perCpu).toFixed(2)} (target >= 0.70); ${spread(directorRuns, bareRuns)}\n`);
   } finally {
     await Promise.all([stopChild(bare), stopChild(director)]);
   }
@@ -303,7 +334,7 @@ ${sinks.map((p) => `    listen 127.0.0.1:${p};`).join('\n')}
 }
 
 async function proxyThroughput(): Promise<void> {
-  console.log(`## Proxy throughput (wrk -t1 -c32, ${seconds}s each, a 202-byte push, to sinks that answer 200 at once)\n`);
+  console.log(`## Proxy throughput (wrk -t1 -c32, ${rounds} alternating windows of ${seconds}s each, a 202-byte push, to sinks that answer 200 at once)\n`);
   if (!which('nginx')) {
     console.log('nginx not found: run scripts/install-e2e-deps.sh (Debian package nginx) for the proxy baseline\n');
     return;
@@ -332,19 +363,18 @@ async function proxyThroughput(): Promise<void> {
       return [nginx.pid as number, ...out];
     };
     const run = (port: number, pids: number[]): Promise<Measured> => load(port, pids, 1, 32, TYPICAL_PUSH);
-    await run(nginxPort, nginxPids());
-    await run(directorPort, [director.pid as number]);
-    const n = await run(nginxPort, nginxPids());
-    const d = await run(directorPort, [director.pid as number]);
-    const n2 = await run(nginxPort, nginxPids());
-    const d2 = await run(directorPort, [director.pid as number]);
-    const nm = combine([n, n2]);
-    const dm = combine([d, d2]);
+    const pids = nginxPids();
+    const [nginxRuns, directorRuns] = await alternate(
+      () => run(nginxPort, pids),
+      () => run(directorPort, [director.pid as number]),
+    );
+    const nm = combine(nginxRuns);
+    const dm = combine(directorRuns);
     console.log('| proxy | req/s | req per proxy CPU-second | ratio to nginx | errors |');
     console.log('|---|---|---|---|---|');
     console.log(row('nginx, hash $request_uri consistent, keepalive 64', nm, nm));
     console.log(row('pgw-director, proxy mode', dm, nm));
-    console.log(`\nproxy ratio: ${(dm.perCpu / nm.perCpu).toFixed(2)} (target >= 0.40)\n`);
+    console.log(`\nproxy ratio: ${(dm.perCpu / nm.perCpu).toFixed(2)} (target >= 0.40); ${spread(directorRuns, nginxRuns)}\n`);
   } finally {
     await Promise.all([sinks, nginx, director].map(stopChild));
   }
