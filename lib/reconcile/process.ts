@@ -14,7 +14,7 @@
  * up, and the director goes on.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import type { LookupFunction, Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 
@@ -102,13 +102,16 @@ type Outcome = Readonly<{ ok: true; report: PassReport } | { ok: false; why: str
 /** LogDestination is where a pino logger writes its lines. */
 type LogDestination = { write(text: string): unknown };
 
-/** findCommand returns the path of an executable named like a shell would find it, or undefined. */
+/**
+ * findCommand returns the path of an executable named like a shell would find it, or undefined. A directory of that
+ * name is passed over as a shell passes over it: access(X_OK) says yes to a directory, which cannot be run.
+ */
 function findCommand(command: string, path: string | undefined): string | undefined {
   const candidates = command.includes('/') ? [command] : (path ?? '').split(delimiter).filter((dir) => dir !== '').map((dir) => join(dir, command));
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK);
-      return candidate;
+      if (statSync(candidate).isFile()) return candidate;
     } catch {
       // not there, or not executable: the next one
     }

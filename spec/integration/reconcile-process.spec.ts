@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 
 import { Registry } from 'prom-client';
@@ -353,6 +353,42 @@ describe('the pass process as the director runs it', () => {
     const base = Math.min(...niceOfThreads(process.pid));
     assert.ok(child.nice.length >= 5 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
     assert.ok(child.policy.every((policy) => policy === 0), `pass threads' policies: ${child.policy.join(' ')}`);
+  });
+
+  it('finds `nice` and `chrt` past directories of those names on PATH, as a shell does: the pass runs idle and niced', { skip: !LINUX }, async () => {
+    const weird = mkdtempSync(join(tmpdir(), 'pgw-spec-path-'));
+    closers.push(() => rmSync(weird, { recursive: true, force: true }));
+    mkdirSync(join(weird, 'nice'));
+    mkdirSync(join(weird, 'chrt'));
+    const path = process.env['PATH'];
+    process.env['PATH'] = `${weird}${delimiter}${path ?? ''}`;
+    closers.push(() => void (process.env['PATH'] = path));
+    let child: { nice: number[]; policy: number[] } = { nice: [], policy: [] };
+    const drained = await startListing(3, () => {
+      const pid = passChild();
+      if (pid !== undefined) child = { nice: niceOfThreads(pid), policy: policyOfThreads(pid) };
+    });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const log = new LogSink();
+    const { placement, options } = drainingInto(member.url, drained.url);
+    const reconciler = createProcessReconciler({
+      placement,
+      vnodes: 10,
+      options,
+      client: { timeoutMs: 5000, authorization: undefined },
+      logLevel: 'info',
+      metrics: createReconcileMetrics(new Registry()),
+      logger: createLogger('info', log),
+      tombstones: undefined,
+    });
+    process.env['PATH'] = path;
+    assert.equal((await reconciler.pass()).migrated, 3);
+    assert.deepEqual(log.lines.filter((line) => (line['level'] as number) >= 40), [], 'no warning');
+    const base = Math.min(...niceOfThreads(process.pid));
+    assert.ok(child.nice.length >= 5 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
+    assert.ok(child.policy.every((policy) => policy === SCHED_IDLE), `pass threads' policies: ${child.policy.join(' ')}`);
   });
 
   it('sends the node credentials over the IPC channel: never on the pass\'s command line or in its environment', { skip: !LINUX }, async () => {
