@@ -76,6 +76,8 @@ export type ProcessReconcilerOptions = Readonly<{
   chrtCommand?: string;
 }>;
 
+/** How long `chrt` may take to say whether it can set the idle policy (a millisecond or two when it can) before it is ended. */
+const IDLE_POLICY_ASK_MS = 5000;
 /** What `chrt` said when asked for the idle policy, by its path: undefined when it gave it. */
 const idlePolicyAnswers = new Map<string, string | undefined>();
 
@@ -86,7 +88,14 @@ const idlePolicyAnswers = new Map<string, string | undefined>();
  */
 function idlePolicyRefused(chrt: string): string | undefined {
   if (!idlePolicyAnswers.has(chrt)) {
-    const asked = spawnSync(chrt, [...IDLE_POLICY, chrt, '--version'], { env: childEnvironment(process.env), encoding: 'utf8', timeout: 5000 });
+    // SIGKILL past the timeout: a chrt that hangs and ignores SIGTERM (spawnSync's default) would hold the director's
+    // start, and its event loop, for as long as it hangs.
+    const asked = spawnSync(chrt, [...IDLE_POLICY, chrt, '--version'], {
+      env: childEnvironment(process.env),
+      encoding: 'utf8',
+      timeout: IDLE_POLICY_ASK_MS,
+      killSignal: 'SIGKILL',
+    });
     const refusal = asked.status === 0 ? undefined : (asked.stderr?.trim().split('\n', 1)[0] || (asked.error?.message ?? `exit ${asked.status ?? asked.signal}`));
     idlePolicyAnswers.set(chrt, refusal);
   }

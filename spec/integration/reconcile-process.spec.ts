@@ -355,6 +355,33 @@ describe('the pass process as the director runs it', () => {
     assert.ok(child.policy.every((policy) => policy === 0), `pass threads' policies: ${child.policy.join(' ')}`);
   });
 
+  it('a `chrt` that hangs and ignores SIGTERM holds the director\'s start 5 s at most: it listens, after one line saying passes run niced only', { skip: !LINUX }, async () => {
+    const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-chrt-'));
+    closers.push(() => rmSync(bin, { recursive: true, force: true }));
+    // Asked for the idle policy, it never answers, and SIGTERM (spawnSync's default end for a command past its timeout) does not end it.
+    writeFileSync(join(bin, 'chrt'), "#!/bin/sh\ntrap '' TERM\nexec sleep 60\n");
+    chmodSync(join(bin, 'chrt'), 0o755);
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const port = await freePort();
+    const director = spawn(process.execPath, [BIN, `--web.listen-address=127.0.0.1:${port}`, `--node=${member.url}`, '--reconcile.interval=0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, PATH: `${bin}${delimiter}${process.env['PATH'] ?? ''}` },
+    });
+    // The chrt first (on main it outlives the director by its minute), then the director.
+    closers.push(() => {
+      for (const pid of childPids(director.pid as number)) process.kill(pid, 'SIGKILL');
+      director.kill('SIGKILL');
+    });
+    let output = '';
+    director.stdout?.setEncoding('utf8').on('data', (text: string) => (output += text));
+    await until(() => output.includes('"msg":"pgw-director listening"'), 'the director listens', 20_000);
+    const lines = output.split('\n').filter((line) => line.includes('the idle scheduling policy is not available'));
+    assert.equal(lines.length, 1);
+    assert.match(lines[0] as string, /"err":"spawnSync \S+chrt ETIMEDOUT"/);
+    assert.deepEqual(childPids(director.pid as number), [], 'the hung chrt is gone');
+  });
+
   it('finds `nice` and `chrt` past directories of those names on PATH, as a shell does: the pass runs idle and niced', { skip: !LINUX }, async () => {
     const weird = mkdtempSync(join(tmpdir(), 'pgw-spec-path-'));
     closers.push(() => rmSync(weird, { recursive: true, force: true }));
