@@ -41,6 +41,13 @@ const IDLE_POLICY = ['--idle', '0'];
  * never comes (the director stopped scheduling, or was stopped without ending it) does not linger.
  */
 export const SETUP_WAIT_MS = 60_000;
+/**
+ * STOP_WAIT_MS is how long a pass asked to stop (the director shutting down) has to end before its process is killed.
+ * A pass stops between two requests, in well under a second, when it gets a core; under the idle policy on a machine
+ * whose cores are busy with other work it may not run for minutes, and would hold the director's shutdown that long.
+ * Killed, it stops as it does when its channel closes: mid-request at worst, and every step of a pass is idempotent.
+ */
+export const STOP_WAIT_MS = 5000;
 /** How much of the child's stderr is kept to explain its end (V8's out-of-memory report is a few KiB). */
 const STDERR_KEEP = 64 * 1024;
 
@@ -67,6 +74,8 @@ export type ProcessReconcilerOptions = Readonly<{
   execPath?: string;
   /** How long a prepared child waits for its pass before it exits. @default SETUP_WAIT_MS (a minute) */
   setupWaitMs?: number;
+  /** How long a pass asked to stop has to end before its process is killed. @default STOP_WAIT_MS (5 s) */
+  stopWaitMs?: number;
   /** The `nice` command that starts the child; when it cannot be found, the child runs at the director's priority. @default 'nice' */
   niceCommand?: string;
   /**
@@ -169,6 +178,7 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   const setupWaitMs = Math.max(1, Math.floor(settings.setupWaitMs ?? SETUP_WAIT_MS));
   const nodeArgs = ['--single-threaded-gc', ...heapFlags, settings.childFile ?? CHILD_FILE, String(setupWaitMs)];
   const execPath = settings.execPath ?? process.execPath;
+  const stopWaitMs = Math.max(0, settings.stopWaitMs ?? STOP_WAIT_MS);
 
   const answerTombstones = (send: (answer: ToChild) => void, id: number, now: number): void => {
     if (tombstones === undefined) {
@@ -213,9 +223,11 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
       const running = started.child;
       let settled = false;
       let heard = false;
+      let stopping: NodeJS.Timeout | undefined;
       const fail = (why: string): void => {
         if (settled) return;
         settled = true;
+        clearTimeout(stopping);
         running.kill('SIGKILL');
         resolve({ ok: false, why, heard });
       };
@@ -231,9 +243,12 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
         // A child gone is reported by its 'close'; the send's own error adds nothing.
         if (running.connected) running.send(message, (error) => void error);
       };
-      // Stopping is the child's to do, between requests: a process ended mid-move would leave a group on two nodes.
+      // Stopping is the child's to do, between requests: a process ended mid-move would leave a group on two nodes,
+      // for the next pass to settle. One that has not stopped within stopWaitMs (it got no core) is ended all the same.
       const askToStop = (): void => {
-        if (!settled) send({ type: 'stop' });
+        if (settled) return;
+        send({ type: 'stop' });
+        stopping ??= setTimeout(() => fail(`it did not stop within ${stopWaitMs / 1000}s of being asked to`), stopWaitMs);
       };
       if (stop?.aborted === true) askToStop();
       else stop?.addEventListener('abort', askToStop, { once: true });
@@ -261,6 +276,7 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
             return;
           case 'done':
             settled = true;
+            clearTimeout(stopping);
             // The child exits when its channel closes.
             if (running.connected) running.disconnect();
             resolve({ ok: true, report: message.report });
@@ -329,8 +345,8 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
     if (ready !== undefined) {
       outcome = await runIn(ready, setup, stop);
       // A prepared child that ended before it heard of the pass (killed, or ended by its setup bound as the pass
-      // began) is replaced by a fresh one: the pass has not started anywhere.
-      if (!outcome.ok && !outcome.heard) outcome = undefined;
+      // began) is replaced by a fresh one: the pass has not started anywhere. Unless the pass was asked to stop.
+      if (!outcome.ok && !outcome.heard && stop?.aborted !== true) outcome = undefined;
     }
     if (outcome === undefined) {
       try {

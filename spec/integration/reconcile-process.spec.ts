@@ -166,6 +166,29 @@ describe('reconciliation passes in a child process', () => {
         }
       });
     }
+
+    it('a pass asked to stop whose process does not (it gets no CPU) is ended after its bound, and no fresh process is started for it', { skip: !LINUX }, async () => {
+      // Every process started runs through this wrapper, which counts it.
+      const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-node-'));
+      const wrapper = join(bin, 'node');
+      writeFileSync(wrapper, `#!/bin/sh\necho started >> '${join(bin, 'started')}'\nexec '${process.execPath}' "$@"\n`);
+      chmodSync(wrapper, 0o755);
+      try {
+        const { reconciler, registry } = reconcilerFor('sleep', { execPath: wrapper, stopWaitMs: 200 });
+        reconciler.prepare?.();
+        await until(() => childPids(process.pid).length === 1, 'the prepared process runs', 20_000);
+        const pid = childPids(process.pid)[0] as number;
+        const stop = new AbortController();
+        const passing = reconciler.pass(stop.signal);
+        stop.abort();
+        await assert.rejects(passing, /^Error: the reconciliation pass failed in its process: it did not stop within 0\.2s of being asked to$/);
+        await until(() => !isRunning(pid), 'the pass process is ended', 5_000);
+        assert.deepEqual(readFileSync(join(bin, 'started'), 'utf8').split('\n').filter(Boolean), ['started'], 'one process, the prepared one');
+        assert.equal(await counter(registry, 'pgw_director_reconcile_errors_total'), 1);
+      } finally {
+        rmSync(bin, { recursive: true, force: true });
+      }
+    });
   });
 });
 
@@ -474,6 +497,31 @@ describe('the pass process as the director runs it', () => {
     assert.ok(listings >= 2);
     assert.equal((await request(director.server).put('/metrics/job/after').send('m 1\n')).status, 307);
     assert.ok((await counter(director.metrics.registry, 'pgw_director_reconcile_errors_total')) >= 2);
+  });
+
+  it('a director asked to stop (SIGTERM) while its pass gets no CPU ends the pass process and exits within seconds', { skip: !LINUX }, async () => {
+    // Under the idle policy on a machine whose cores are busy with other work, the pass process may go seconds to
+    // minutes without running, and never read the stop; here it is stopped (SIGSTOP) as it asks for its listing.
+    let pass: number | undefined;
+    const director: ChildProcess = await spawnDraining(
+      closers,
+      () => {
+        pass = childPids(director.pid as number)[0];
+        if (pass !== undefined) process.kill(pass, 'SIGSTOP');
+      },
+      {},
+      ['--reconcile.interval=1h'],
+    );
+    closers.push(() => void (pass !== undefined && isRunning(pass) && process.kill(pass, 'SIGKILL')));
+    await until(() => pass !== undefined, 'the pass asks the drained node for its listing', 30_000);
+    const exited = new Promise<number | null>((resolve) => director.once('exit', (code) => resolve(code)));
+    director.kill('SIGTERM');
+    let code: number | null | undefined;
+    void exited.then((value) => (code = value));
+    // The director's own bound on shutting down is 30 s, after which it exits anyway, leaving the pass behind.
+    await until(() => code !== undefined, 'the director exits', 20_000);
+    assert.equal(code, 0);
+    await until(() => !isRunning(pass as number), 'the pass process is ended', 5_000);
   });
 
   it('a director killed with SIGKILL leaves no pass running against the nodes: the pass process exits with its channel', { skip: !LINUX }, async () => {
