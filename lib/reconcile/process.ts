@@ -93,19 +93,25 @@ const idlePolicyAnswers = new Map<string, string | undefined>();
 /**
  * idlePolicyRefused asks `chrt` once per process whether it can put a process under the idle policy here, and returns
  * its refusal (a sandbox may refuse sched_setscheduler), or undefined. It sets the policy on itself, then runs itself
- * to print its version: a millisecond or two, once, when the director starts.
+ * to print the policy it runs under (`chrt -p 0`), which must be SCHED_IDLE: a chrt that exits 0 without running its
+ * command, or without setting the policy, would otherwise start no pass at all. A millisecond or two, once, when the
+ * director starts.
  */
 function idlePolicyRefused(chrt: string): string | undefined {
   if (!idlePolicyAnswers.has(chrt)) {
     // SIGKILL past the timeout: a chrt that hangs and ignores SIGTERM (spawnSync's default) would hold the director's
     // start, and its event loop, for as long as it hangs.
-    const asked = spawnSync(chrt, [...IDLE_POLICY, chrt, '--version'], {
+    const asked = spawnSync(chrt, [...IDLE_POLICY, chrt, '-p', '0'], {
       env: childEnvironment(process.env),
       encoding: 'utf8',
       timeout: IDLE_POLICY_ASK_MS,
       killSignal: 'SIGKILL',
     });
-    const refusal = asked.status === 0 ? undefined : (asked.stderr?.trim().split('\n', 1)[0] || (asked.error?.message ?? `exit ${asked.status ?? asked.signal}`));
+    const firstLine = (text: string | undefined): string => text?.trim().split('\n', 1)[0] ?? '';
+    let refusal: string | undefined;
+    // util-linux: "pid 4242's current scheduling policy: SCHED_IDLE".
+    if (asked.status === 0) refusal = /\bSCHED_IDLE\b/.test(asked.stdout ?? '') ? undefined : `it did not report SCHED_IDLE: ${firstLine(asked.stdout).slice(0, 200)}`;
+    else refusal = firstLine(asked.stderr) || (asked.error?.message ?? `exit ${asked.status ?? asked.signal}`);
     idlePolicyAnswers.set(chrt, refusal);
   }
   return idlePolicyAnswers.get(chrt);

@@ -340,43 +340,57 @@ describe('the pass process as the director runs it', () => {
     assert.ok(childPolicies.length >= 5 && childPolicies.every((policy) => policy === 0), `pass threads' policies: ${childPolicies.join(' ')}`);
   });
 
-  it('where `chrt` cannot set the idle policy (a sandbox refusing it), the pass runs niced under the normal policy, after one line saying so', { skip: !LINUX }, async () => {
-    // A chrt that fails as util-linux's does when sched_setscheduler is refused.
-    const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-chrt-'));
-    closers.push(() => rmSync(bin, { recursive: true, force: true }));
-    const chrt = join(bin, 'chrt');
-    writeFileSync(chrt, "#!/bin/sh\necho \"chrt: failed to set pid 0's policy: Operation not permitted\" >&2\nexit 1\n");
-    chmodSync(chrt, 0o755);
-    let child: { nice: number[]; policy: number[] } = { nice: [], policy: [] };
-    const drained = await startListing(3, () => {
-      const pid = passChild();
-      if (pid !== undefined) child = { nice: niceOfThreads(pid), policy: policyOfThreads(pid) };
+  const unusableChrts = [
+    {
+      name: 'cannot set the idle policy (a sandbox refusing it)',
+      // A chrt that fails as util-linux's does when sched_setscheduler is refused.
+      script: "#!/bin/sh\necho \"chrt: failed to set pid 0's policy: Operation not permitted\" >&2\nexit 1\n",
+      err: /^chrt: failed to set pid 0.s policy: Operation not permitted$/,
+    },
+    {
+      name: 'succeeds without running its command (it prints garbage)',
+      script: '#!/bin/sh\necho "garbage"\nexit 0\n',
+      err: /^it did not report SCHED_IDLE: garbage$/,
+    },
+  ];
+  for (const { name, script, err } of unusableChrts) {
+    it(`where \`chrt\` ${name}, the pass runs niced under the normal policy, after one line saying so`, { skip: !LINUX }, async () => {
+      const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-chrt-'));
+      closers.push(() => rmSync(bin, { recursive: true, force: true }));
+      const chrt = join(bin, 'chrt');
+      writeFileSync(chrt, script);
+      chmodSync(chrt, 0o755);
+      let child: { nice: number[]; policy: number[] } = { nice: [], policy: [] };
+      const drained = await startListing(3, () => {
+        const pid = passChild();
+        if (pid !== undefined) child = { nice: niceOfThreads(pid), policy: policyOfThreads(pid) };
+      });
+      closers.push(() => drained.close());
+      const member = await startFakePushgateway();
+      closers.push(() => member.stop());
+      const log = new LogSink();
+      const { placement, options } = drainingInto(member.url, drained.url);
+      const reconciler = createProcessReconciler({
+        placement,
+        vnodes: 10,
+        options,
+        client: { timeoutMs: 5000, authorization: undefined },
+        logLevel: 'info',
+        metrics: createReconcileMetrics(new Registry()),
+        logger: createLogger('info', log),
+        tombstones: undefined,
+        chrtCommand: chrt,
+      });
+      assert.equal((await reconciler.pass()).migrated, 3);
+      assert.equal((await reconciler.pass()).deleted, 3);
+      const lines = log.lines.filter((line) => String(line['msg']).startsWith('the idle scheduling policy is not available'));
+      assert.equal(lines.length, 1);
+      assert.match(String(lines[0]?.['err']), err);
+      const base = Math.min(...niceOfThreads(process.pid));
+      assert.ok(child.nice.length >= 5 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
+      assert.ok(child.policy.every((policy) => policy === 0), `pass threads' policies: ${child.policy.join(' ')}`);
     });
-    closers.push(() => drained.close());
-    const member = await startFakePushgateway();
-    closers.push(() => member.stop());
-    const log = new LogSink();
-    const { placement, options } = drainingInto(member.url, drained.url);
-    const reconciler = createProcessReconciler({
-      placement,
-      vnodes: 10,
-      options,
-      client: { timeoutMs: 5000, authorization: undefined },
-      logLevel: 'info',
-      metrics: createReconcileMetrics(new Registry()),
-      logger: createLogger('info', log),
-      tombstones: undefined,
-      chrtCommand: chrt,
-    });
-    assert.equal((await reconciler.pass()).migrated, 3);
-    assert.equal((await reconciler.pass()).deleted, 3);
-    const lines = log.lines.filter((line) => String(line['msg']).startsWith('the idle scheduling policy is not available'));
-    assert.equal(lines.length, 1);
-    assert.match(String(lines[0]?.['err']), /^chrt: failed to set pid 0.s policy: Operation not permitted$/);
-    const base = Math.min(...niceOfThreads(process.pid));
-    assert.ok(child.nice.length >= 5 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
-    assert.ok(child.policy.every((policy) => policy === 0), `pass threads' policies: ${child.policy.join(' ')}`);
-  });
+  }
 
   it('a `chrt` that hangs and ignores SIGTERM holds the director\'s start 5 s at most: it listens, after one line saying passes run niced only', { skip: !LINUX }, async () => {
     const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-chrt-'));
