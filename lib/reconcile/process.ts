@@ -45,9 +45,11 @@ export const SETUP_WAIT_MS = 60_000;
  * STOP_WAIT_MS is how long a pass asked to stop (the director shutting down) has to end before its process is killed.
  * A pass stops between two requests, in well under a second, when it gets a core; under the idle policy on a machine
  * whose cores are busy with other work it may not run for minutes, and would hold the director's shutdown that long.
- * Killed, it stops as it does when its channel closes: mid-request at worst, and every step of a pass is idempotent.
+ * Killed, it stops as it does when its channel closes: mid-move at worst (every step of a pass is idempotent, the next
+ * pass settles a group left on two nodes). Ten seconds leave a busy pass time to stop cleanly, and the director's
+ * shutdown the rest of its 30 s.
  */
-export const STOP_WAIT_MS = 5000;
+export const STOP_WAIT_MS = 10_000;
 /** How much of the child's stderr is kept to explain its end (V8's out-of-memory report is a few KiB). */
 const STDERR_KEEP = 64 * 1024;
 
@@ -74,7 +76,7 @@ export type ProcessReconcilerOptions = Readonly<{
   execPath?: string;
   /** How long a prepared child waits for its pass before it exits. @default SETUP_WAIT_MS (a minute) */
   setupWaitMs?: number;
-  /** How long a pass asked to stop has to end before its process is killed. @default STOP_WAIT_MS (5 s) */
+  /** How long a pass asked to stop has to end before its process is killed. @default STOP_WAIT_MS (10 s) */
   stopWaitMs?: number;
   /** The `nice` command that starts the child; when it cannot be found, the child runs at the director's priority. @default 'nice' */
   niceCommand?: string;
