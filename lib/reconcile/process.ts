@@ -37,6 +37,12 @@ const NICER = 10;
  */
 const IDLE_POLICY = ['--idle', '0'];
 /**
+ * The arguments that have the kernel send SIGKILL to a command when the thread that started it (the director's main
+ * thread) ends (prctl PR_SET_PDEATHSIG, kept across chrt's, nice's and node's exec): a director killed with SIGKILL
+ * leaves no pass behind even when the pass gets no core to see its channel close.
+ */
+const DEATH_SIGNAL = ['--pdeathsig', 'KILL'];
+/**
  * SETUP_WAIT_MS is how long a child waits for its pass's setup before it exits on its own: a prepared child whose pass
  * never comes (the director stopped scheduling, or was stopped without ending it) does not linger.
  */
@@ -85,6 +91,11 @@ export type ProcessReconcilerOptions = Readonly<{
    * that policy here (a sandbox may refuse it), the child runs under the normal policy, niced. @default 'chrt'
    */
   chrtCommand?: string;
+  /**
+   * The `setpriv` command that has the kernel kill the child when the director dies (`--pdeathsig KILL`); without it
+   * the child exits when it sees its channel close, which a starved child sees only when it next runs. @default 'setpriv'
+   */
+  setprivCommand?: string;
 }>;
 
 /** How long `chrt` may take to say whether it can set the idle policy (a millisecond or two when it can) before it is ended. */
@@ -117,6 +128,18 @@ function idlePolicyRefused(chrt: string): string | undefined {
     idlePolicyAnswers.set(chrt, refusal);
   }
   return idlePolicyAnswers.get(chrt);
+}
+
+/** Whether `setpriv --pdeathsig KILL` works, by the path of setpriv (util-linux 2.33 and later have the option). */
+const deathSignalAnswers = new Map<string, boolean>();
+
+/** hasDeathSignal asks `setpriv` once per process whether it can set the parent-death signal (a millisecond). */
+function hasDeathSignal(setpriv: string): boolean {
+  if (!deathSignalAnswers.has(setpriv)) {
+    const asked = spawnSync(setpriv, [...DEATH_SIGNAL, 'true'], { env: childEnvironment(process.env), timeout: IDLE_POLICY_ASK_MS, killSignal: 'SIGKILL', stdio: 'ignore' });
+    deathSignalAnswers.set(setpriv, asked.status === 0);
+  }
+  return deathSignalAnswers.get(setpriv) === true;
 }
 
 /** Started is a child process as started, before or during its pass. */
@@ -181,6 +204,8 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   const refused = chrt === undefined ? undefined : idlePolicyRefused(chrt);
   if (refused !== undefined) logger.info({ component: 'reconcile', command: chrt, err: refused }, 'the idle scheduling policy is not available: reconciliation passes run niced only');
   const idlePolicy = chrt !== undefined && refused === undefined;
+  const setpriv = findCommand(settings.setprivCommand ?? 'setpriv', process.env['PATH']);
+  const deathSignal = setpriv !== undefined && hasDeathSignal(setpriv) ? [setpriv, ...DEATH_SIGNAL] : [];
   const heapFlags = settings.maxHeapMb === undefined ? [] : [`--max-old-space-size=${Math.max(1, Math.floor(settings.maxHeapMb))}`];
   // One collector thread per pass: V8's helper threads would otherwise do much of the collection, several at once.
   const setupWaitMs = Math.max(1, Math.floor(settings.setupWaitMs ?? SETUP_WAIT_MS));
@@ -202,7 +227,7 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   /** start spawns a child, which loads its modules and waits for a setup; its stderr is kept from birth. */
   const start = (): Started => {
     const niced = nice === undefined ? [execPath, ...nodeArgs] : [nice, '-n', String(NICER), execPath, ...nodeArgs];
-    const line = idlePolicy && chrt !== undefined ? [chrt, ...IDLE_POLICY, ...niced] : niced;
+    const line = [...deathSignal, ...(idlePolicy && chrt !== undefined ? [chrt, ...IDLE_POLICY, ...niced] : niced)];
     const child = spawn(line[0] as string, line.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'advanced',

@@ -143,9 +143,9 @@ describe('reconciliation passes in a child process', () => {
         message: new RegExp(`${prefix}the pass process exited \\(code 127\\) before the pass ended: \\S*nice: .*/nonexistent/node.*No such file or directory`),
       },
       {
-        name: 'cannot be started (no such node binary, no nice)',
+        name: 'cannot be started (no such node binary, no nice, chrt or setpriv)',
         how: 'sleep',
-        extra: { execPath: '/nonexistent/node', niceCommand: 'pgw-spec-no-such-nice', chrtCommand: 'pgw-spec-no-such-chrt' },
+        extra: { execPath: '/nonexistent/node', niceCommand: 'pgw-spec-no-such-nice', chrtCommand: 'pgw-spec-no-such-chrt', setprivCommand: 'pgw-spec-no-such-setpriv' },
         message: new RegExp(`${prefix}it could not be started: spawn /nonexistent/node ENOENT$`),
       },
     ];
@@ -536,6 +536,24 @@ describe('the pass process as the director runs it', () => {
     await until(() => code !== undefined, 'the director exits', 20_000);
     assert.equal(code, 0);
     await until(() => !isRunning(pass as number), 'the pass process is ended', 5_000);
+  });
+
+  it('a director killed with SIGKILL while its pass gets no CPU leaves no pass process behind: the kernel ends it', { skip: !LINUX }, async () => {
+    // The pass process would exit when it sees its channel close, but one that gets no core (here: stopped) never does.
+    let pass: number | undefined;
+    const director: ChildProcess = await spawnDraining(
+      closers,
+      () => {
+        pass = childPids(director.pid as number)[0];
+        if (pass !== undefined) process.kill(pass, 'SIGSTOP');
+      },
+      {},
+      ['--reconcile.interval=1h'],
+    );
+    closers.push(() => void (pass !== undefined && isRunning(pass) && process.kill(pass, 'SIGKILL')));
+    await until(() => pass !== undefined, 'the pass asks the drained node for its listing', 30_000);
+    director.kill('SIGKILL');
+    await until(() => !isRunning(pass as number), 'the pass process is ended with its director', 5_000);
   });
 
   it('a director killed with SIGKILL leaves no pass running against the nodes: the pass process exits with its channel', { skip: !LINUX }, async () => {
