@@ -14,7 +14,7 @@
  * up, and the director goes on.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import type { LookupFunction, Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 
@@ -37,10 +37,25 @@ const NICER = 10;
  */
 const IDLE_POLICY = ['--idle', '0'];
 /**
+ * The arguments that have the kernel send SIGKILL to a command when the thread that started it (the director's main
+ * thread) ends (prctl PR_SET_PDEATHSIG, kept across chrt's, nice's and node's exec): a director killed with SIGKILL
+ * leaves no pass behind even when the pass gets no core to see its channel close.
+ */
+const DEATH_SIGNAL = ['--pdeathsig', 'KILL'];
+/**
  * SETUP_WAIT_MS is how long a child waits for its pass's setup before it exits on its own: a prepared child whose pass
  * never comes (the director stopped scheduling, or was stopped without ending it) does not linger.
  */
 export const SETUP_WAIT_MS = 60_000;
+/**
+ * STOP_WAIT_MS is how long a pass asked to stop (the director shutting down) has to end before its process is killed.
+ * A pass stops between two requests, in well under a second, when it gets a core; under the idle policy on a machine
+ * whose cores are busy with other work it may not run for minutes, and would hold the director's shutdown that long.
+ * Killed, it stops as it does when its channel closes: mid-move at worst (every step of a pass is idempotent, the next
+ * pass settles a group left on two nodes). Ten seconds leave a busy pass time to stop cleanly, and the director's
+ * shutdown the rest of its 30 s.
+ */
+export const STOP_WAIT_MS = 10_000;
 /** How much of the child's stderr is kept to explain its end (V8's out-of-memory report is a few KiB). */
 const STDERR_KEEP = 64 * 1024;
 
@@ -67,6 +82,8 @@ export type ProcessReconcilerOptions = Readonly<{
   execPath?: string;
   /** How long a prepared child waits for its pass before it exits. @default SETUP_WAIT_MS (a minute) */
   setupWaitMs?: number;
+  /** How long a pass asked to stop has to end before its process is killed. @default STOP_WAIT_MS (10 s) */
+  stopWaitMs?: number;
   /** The `nice` command that starts the child; when it cannot be found, the child runs at the director's priority. @default 'nice' */
   niceCommand?: string;
   /**
@@ -74,23 +91,55 @@ export type ProcessReconcilerOptions = Readonly<{
    * that policy here (a sandbox may refuse it), the child runs under the normal policy, niced. @default 'chrt'
    */
   chrtCommand?: string;
+  /**
+   * The `setpriv` command that has the kernel kill the child when the director dies (`--pdeathsig KILL`); without it
+   * the child exits when it sees its channel close, which a starved child sees only when it next runs. @default 'setpriv'
+   */
+  setprivCommand?: string;
 }>;
 
+/** How long `chrt` may take to say whether it can set the idle policy (a millisecond or two when it can) before it is ended. */
+const IDLE_POLICY_ASK_MS = 5000;
 /** What `chrt` said when asked for the idle policy, by its path: undefined when it gave it. */
 const idlePolicyAnswers = new Map<string, string | undefined>();
 
 /**
  * idlePolicyRefused asks `chrt` once per process whether it can put a process under the idle policy here, and returns
  * its refusal (a sandbox may refuse sched_setscheduler), or undefined. It sets the policy on itself, then runs itself
- * to print its version: a millisecond or two, once, when the director starts.
+ * to print the policy it runs under (`chrt -p 0`), which must be SCHED_IDLE: a chrt that exits 0 without running its
+ * command, or without setting the policy, would otherwise start no pass at all. A millisecond or two, once, when the
+ * director starts.
  */
 function idlePolicyRefused(chrt: string): string | undefined {
   if (!idlePolicyAnswers.has(chrt)) {
-    const asked = spawnSync(chrt, [...IDLE_POLICY, chrt, '--version'], { env: childEnvironment(process.env), encoding: 'utf8', timeout: 5000 });
-    const refusal = asked.status === 0 ? undefined : (asked.stderr?.trim().split('\n', 1)[0] || (asked.error?.message ?? `exit ${asked.status ?? asked.signal}`));
+    // SIGKILL past the timeout: a chrt that hangs and ignores SIGTERM (spawnSync's default) would hold the director's
+    // start, and its event loop, for as long as it hangs.
+    const asked = spawnSync(chrt, [...IDLE_POLICY, chrt, '-p', '0'], {
+      env: childEnvironment(process.env),
+      encoding: 'utf8',
+      timeout: IDLE_POLICY_ASK_MS,
+      killSignal: 'SIGKILL',
+    });
+    const firstLine = (text: string | undefined): string => text?.trim().split('\n', 1)[0] ?? '';
+    let refusal: string | undefined;
+    // util-linux: "pid 4242's current scheduling policy: SCHED_IDLE".
+    if (asked.status === 0) refusal = /\bSCHED_IDLE\b/.test(asked.stdout ?? '') ? undefined : `it did not report SCHED_IDLE: ${firstLine(asked.stdout).slice(0, 200)}`;
+    else refusal = firstLine(asked.stderr) || (asked.error?.message ?? `exit ${asked.status ?? asked.signal}`);
     idlePolicyAnswers.set(chrt, refusal);
   }
   return idlePolicyAnswers.get(chrt);
+}
+
+/** Whether `setpriv --pdeathsig KILL` works, by the path of setpriv (util-linux 2.33 and later have the option). */
+const deathSignalAnswers = new Map<string, boolean>();
+
+/** hasDeathSignal asks `setpriv` once per process whether it can set the parent-death signal (a millisecond). */
+function hasDeathSignal(setpriv: string): boolean {
+  if (!deathSignalAnswers.has(setpriv)) {
+    const asked = spawnSync(setpriv, [...DEATH_SIGNAL, 'true'], { env: childEnvironment(process.env), timeout: IDLE_POLICY_ASK_MS, killSignal: 'SIGKILL', stdio: 'ignore' });
+    deathSignalAnswers.set(setpriv, asked.status === 0);
+  }
+  return deathSignalAnswers.get(setpriv) === true;
 }
 
 /** Started is a child process as started, before or during its pass. */
@@ -102,13 +151,16 @@ type Outcome = Readonly<{ ok: true; report: PassReport } | { ok: false; why: str
 /** LogDestination is where a pino logger writes its lines. */
 type LogDestination = { write(text: string): unknown };
 
-/** findCommand returns the path of an executable named like a shell would find it, or undefined. */
+/**
+ * findCommand returns the path of an executable named like a shell would find it, or undefined. A directory of that
+ * name is passed over as a shell passes over it: access(X_OK) says yes to a directory, which cannot be run.
+ */
 function findCommand(command: string, path: string | undefined): string | undefined {
   const candidates = command.includes('/') ? [command] : (path ?? '').split(delimiter).filter((dir) => dir !== '').map((dir) => join(dir, command));
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK);
-      return candidate;
+      if (statSync(candidate).isFile()) return candidate;
     } catch {
       // not there, or not executable: the next one
     }
@@ -152,11 +204,14 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   const refused = chrt === undefined ? undefined : idlePolicyRefused(chrt);
   if (refused !== undefined) logger.info({ component: 'reconcile', command: chrt, err: refused }, 'the idle scheduling policy is not available: reconciliation passes run niced only');
   const idlePolicy = chrt !== undefined && refused === undefined;
+  const setpriv = findCommand(settings.setprivCommand ?? 'setpriv', process.env['PATH']);
+  const deathSignal = setpriv !== undefined && hasDeathSignal(setpriv) ? [setpriv, ...DEATH_SIGNAL] : [];
   const heapFlags = settings.maxHeapMb === undefined ? [] : [`--max-old-space-size=${Math.max(1, Math.floor(settings.maxHeapMb))}`];
   // One collector thread per pass: V8's helper threads would otherwise do much of the collection, several at once.
   const setupWaitMs = Math.max(1, Math.floor(settings.setupWaitMs ?? SETUP_WAIT_MS));
   const nodeArgs = ['--single-threaded-gc', ...heapFlags, settings.childFile ?? CHILD_FILE, String(setupWaitMs)];
   const execPath = settings.execPath ?? process.execPath;
+  const stopWaitMs = Math.max(0, settings.stopWaitMs ?? STOP_WAIT_MS);
 
   const answerTombstones = (send: (answer: ToChild) => void, id: number, now: number): void => {
     if (tombstones === undefined) {
@@ -172,7 +227,7 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   /** start spawns a child, which loads its modules and waits for a setup; its stderr is kept from birth. */
   const start = (): Started => {
     const niced = nice === undefined ? [execPath, ...nodeArgs] : [nice, '-n', String(NICER), execPath, ...nodeArgs];
-    const line = idlePolicy && chrt !== undefined ? [chrt, ...IDLE_POLICY, ...niced] : niced;
+    const line = [...deathSignal, ...(idlePolicy && chrt !== undefined ? [chrt, ...IDLE_POLICY, ...niced] : niced)];
     const child = spawn(line[0] as string, line.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'advanced',
@@ -201,9 +256,11 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
       const running = started.child;
       let settled = false;
       let heard = false;
+      let stopping: NodeJS.Timeout | undefined;
       const fail = (why: string): void => {
         if (settled) return;
         settled = true;
+        clearTimeout(stopping);
         running.kill('SIGKILL');
         resolve({ ok: false, why, heard });
       };
@@ -219,9 +276,12 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
         // A child gone is reported by its 'close'; the send's own error adds nothing.
         if (running.connected) running.send(message, (error) => void error);
       };
-      // Stopping is the child's to do, between requests: a process ended mid-move would leave a group on two nodes.
+      // Stopping is the child's to do, between requests: a process ended mid-move would leave a group on two nodes,
+      // for the next pass to settle. One that has not stopped within stopWaitMs (it got no core) is ended all the same.
       const askToStop = (): void => {
-        if (!settled) send({ type: 'stop' });
+        if (settled) return;
+        send({ type: 'stop' });
+        stopping ??= setTimeout(() => fail(`it did not stop within ${stopWaitMs / 1000}s of being asked to`), stopWaitMs);
       };
       if (stop?.aborted === true) askToStop();
       else stop?.addEventListener('abort', askToStop, { once: true });
@@ -249,6 +309,7 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
             return;
           case 'done':
             settled = true;
+            clearTimeout(stopping);
             // The child exits when its channel closes.
             if (running.connected) running.disconnect();
             resolve({ ok: true, report: message.report });
@@ -317,8 +378,8 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
     if (ready !== undefined) {
       outcome = await runIn(ready, setup, stop);
       // A prepared child that ended before it heard of the pass (killed, or ended by its setup bound as the pass
-      // began) is replaced by a fresh one: the pass has not started anywhere.
-      if (!outcome.ok && !outcome.heard) outcome = undefined;
+      // began) is replaced by a fresh one: the pass has not started anywhere. Unless the pass was asked to stop.
+      if (!outcome.ok && !outcome.heard && stop?.aborted !== true) outcome = undefined;
     }
     if (outcome === undefined) {
       try {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 
 import { Registry } from 'prom-client';
@@ -143,9 +143,9 @@ describe('reconciliation passes in a child process', () => {
         message: new RegExp(`${prefix}the pass process exited \\(code 127\\) before the pass ended: \\S*nice: .*/nonexistent/node.*No such file or directory`),
       },
       {
-        name: 'cannot be started (no such node binary, no nice)',
+        name: 'cannot be started (no such node binary, no nice, chrt or setpriv)',
         how: 'sleep',
-        extra: { execPath: '/nonexistent/node', niceCommand: 'pgw-spec-no-such-nice', chrtCommand: 'pgw-spec-no-such-chrt' },
+        extra: { execPath: '/nonexistent/node', niceCommand: 'pgw-spec-no-such-nice', chrtCommand: 'pgw-spec-no-such-chrt', setprivCommand: 'pgw-spec-no-such-setpriv' },
         message: new RegExp(`${prefix}it could not be started: spawn /nonexistent/node ENOENT$`),
       },
     ];
@@ -166,6 +166,29 @@ describe('reconciliation passes in a child process', () => {
         }
       });
     }
+
+    it('a pass asked to stop whose process does not (it gets no CPU) is ended after its bound, and no fresh process is started for it', { skip: !LINUX }, async () => {
+      // Every process started runs through this wrapper, which counts it.
+      const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-node-'));
+      const wrapper = join(bin, 'node');
+      writeFileSync(wrapper, `#!/bin/sh\necho started >> '${join(bin, 'started')}'\nexec '${process.execPath}' "$@"\n`);
+      chmodSync(wrapper, 0o755);
+      try {
+        const { reconciler, registry } = reconcilerFor('sleep', { execPath: wrapper, stopWaitMs: 200 });
+        reconciler.prepare?.();
+        await until(() => childPids(process.pid).length === 1, 'the prepared process runs', 20_000);
+        const pid = childPids(process.pid)[0] as number;
+        const stop = new AbortController();
+        const passing = reconciler.pass(stop.signal);
+        stop.abort();
+        await assert.rejects(passing, /^Error: the reconciliation pass failed in its process: it did not stop within 0\.2s of being asked to$/);
+        await until(() => !isRunning(pid), 'the pass process is ended', 5_000);
+        assert.deepEqual(readFileSync(join(bin, 'started'), 'utf8').split('\n').filter(Boolean), ['started'], 'one process, the prepared one');
+        assert.equal(await counter(registry, 'pgw_director_reconcile_errors_total'), 1);
+      } finally {
+        rmSync(bin, { recursive: true, force: true });
+      }
+    });
   });
 });
 
@@ -322,13 +345,93 @@ describe('the pass process as the director runs it', () => {
     assert.ok(childPolicies.length >= 5 && childPolicies.every((policy) => policy === 0), `pass threads' policies: ${childPolicies.join(' ')}`);
   });
 
-  it('where `chrt` cannot set the idle policy (a sandbox refusing it), the pass runs niced under the normal policy, after one line saying so', { skip: !LINUX }, async () => {
-    // A chrt that fails as util-linux's does when sched_setscheduler is refused.
+  const unusableChrts = [
+    {
+      name: 'cannot set the idle policy (a sandbox refusing it)',
+      // A chrt that fails as util-linux's does when sched_setscheduler is refused.
+      script: "#!/bin/sh\necho \"chrt: failed to set pid 0's policy: Operation not permitted\" >&2\nexit 1\n",
+      err: /^chrt: failed to set pid 0.s policy: Operation not permitted$/,
+    },
+    {
+      name: 'succeeds without running its command (it prints garbage)',
+      script: '#!/bin/sh\necho "garbage"\nexit 0\n',
+      err: /^it did not report SCHED_IDLE: garbage$/,
+    },
+  ];
+  for (const { name, script, err } of unusableChrts) {
+    it(`where \`chrt\` ${name}, the pass runs niced under the normal policy, after one line saying so`, { skip: !LINUX }, async () => {
+      const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-chrt-'));
+      closers.push(() => rmSync(bin, { recursive: true, force: true }));
+      const chrt = join(bin, 'chrt');
+      writeFileSync(chrt, script);
+      chmodSync(chrt, 0o755);
+      let child: { nice: number[]; policy: number[] } = { nice: [], policy: [] };
+      const drained = await startListing(3, () => {
+        const pid = passChild();
+        if (pid !== undefined) child = { nice: niceOfThreads(pid), policy: policyOfThreads(pid) };
+      });
+      closers.push(() => drained.close());
+      const member = await startFakePushgateway();
+      closers.push(() => member.stop());
+      const log = new LogSink();
+      const { placement, options } = drainingInto(member.url, drained.url);
+      const reconciler = createProcessReconciler({
+        placement,
+        vnodes: 10,
+        options,
+        client: { timeoutMs: 5000, authorization: undefined },
+        logLevel: 'info',
+        metrics: createReconcileMetrics(new Registry()),
+        logger: createLogger('info', log),
+        tombstones: undefined,
+        chrtCommand: chrt,
+      });
+      assert.equal((await reconciler.pass()).migrated, 3);
+      assert.equal((await reconciler.pass()).deleted, 3);
+      const lines = log.lines.filter((line) => String(line['msg']).startsWith('the idle scheduling policy is not available'));
+      assert.equal(lines.length, 1);
+      assert.match(String(lines[0]?.['err']), err);
+      const base = Math.min(...niceOfThreads(process.pid));
+      assert.ok(child.nice.length >= 5 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
+      assert.ok(child.policy.every((policy) => policy === 0), `pass threads' policies: ${child.policy.join(' ')}`);
+    });
+  }
+
+  it('a `chrt` that hangs and ignores SIGTERM holds the director\'s start 5 s at most: it listens, after one line saying passes run niced only', { skip: !LINUX }, async () => {
     const bin = mkdtempSync(join(tmpdir(), 'pgw-spec-chrt-'));
     closers.push(() => rmSync(bin, { recursive: true, force: true }));
-    const chrt = join(bin, 'chrt');
-    writeFileSync(chrt, "#!/bin/sh\necho \"chrt: failed to set pid 0's policy: Operation not permitted\" >&2\nexit 1\n");
-    chmodSync(chrt, 0o755);
+    // Asked for the idle policy, it never answers, and SIGTERM (spawnSync's default end for a command past its timeout) does not end it.
+    writeFileSync(join(bin, 'chrt'), "#!/bin/sh\ntrap '' TERM\nexec sleep 60\n");
+    chmodSync(join(bin, 'chrt'), 0o755);
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const port = await freePort();
+    const director = spawn(process.execPath, [BIN, `--web.listen-address=127.0.0.1:${port}`, `--node=${member.url}`, '--reconcile.interval=0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, PATH: `${bin}${delimiter}${process.env['PATH'] ?? ''}` },
+    });
+    // The chrt first (on main it outlives the director by its minute), then the director.
+    closers.push(() => {
+      for (const pid of childPids(director.pid as number)) process.kill(pid, 'SIGKILL');
+      director.kill('SIGKILL');
+    });
+    let output = '';
+    director.stdout?.setEncoding('utf8').on('data', (text: string) => (output += text));
+    await until(() => output.includes('"msg":"pgw-director listening"'), 'the director listens', 20_000);
+    const lines = output.split('\n').filter((line) => line.includes('the idle scheduling policy is not available'));
+    assert.equal(lines.length, 1);
+    assert.match(lines[0] as string, /"err":"spawnSync \S+chrt ETIMEDOUT"/);
+    assert.deepEqual(childPids(director.pid as number), [], 'the hung chrt is gone');
+  });
+
+  it('finds `nice` and `chrt` past directories of those names on PATH, as a shell does: the pass runs idle and niced', { skip: !LINUX }, async () => {
+    const weird = mkdtempSync(join(tmpdir(), 'pgw-spec-path-'));
+    closers.push(() => rmSync(weird, { recursive: true, force: true }));
+    mkdirSync(join(weird, 'nice'));
+    mkdirSync(join(weird, 'chrt'));
+    const path = process.env['PATH'];
+    process.env['PATH'] = `${weird}${delimiter}${path ?? ''}`;
+    closers.push(() => void (process.env['PATH'] = path));
     let child: { nice: number[]; policy: number[] } = { nice: [], policy: [] };
     const drained = await startListing(3, () => {
       const pid = passChild();
@@ -348,16 +451,13 @@ describe('the pass process as the director runs it', () => {
       metrics: createReconcileMetrics(new Registry()),
       logger: createLogger('info', log),
       tombstones: undefined,
-      chrtCommand: chrt,
     });
+    process.env['PATH'] = path;
     assert.equal((await reconciler.pass()).migrated, 3);
-    assert.equal((await reconciler.pass()).deleted, 3);
-    const lines = log.lines.filter((line) => String(line['msg']).startsWith('the idle scheduling policy is not available'));
-    assert.equal(lines.length, 1);
-    assert.match(String(lines[0]?.['err']), /^chrt: failed to set pid 0.s policy: Operation not permitted$/);
+    assert.deepEqual(log.lines.filter((line) => (line['level'] as number) >= 40), [], 'no warning');
     const base = Math.min(...niceOfThreads(process.pid));
     assert.ok(child.nice.length >= 5 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
-    assert.ok(child.policy.every((policy) => policy === 0), `pass threads' policies: ${child.policy.join(' ')}`);
+    assert.ok(child.policy.every((policy) => policy === SCHED_IDLE), `pass threads' policies: ${child.policy.join(' ')}`);
   });
 
   it('sends the node credentials over the IPC channel: never on the pass\'s command line or in its environment', { skip: !LINUX }, async () => {
@@ -416,6 +516,49 @@ describe('the pass process as the director runs it', () => {
     assert.ok(listings >= 2);
     assert.equal((await request(director.server).put('/metrics/job/after').send('m 1\n')).status, 307);
     assert.ok((await counter(director.metrics.registry, 'pgw_director_reconcile_errors_total')) >= 2);
+  });
+
+  it('a director asked to stop (SIGTERM) while its pass gets no CPU ends the pass process and exits within seconds', { skip: !LINUX }, async () => {
+    // Under the idle policy on a machine whose cores are busy with other work, the pass process may go seconds to
+    // minutes without running, and never read the stop; here it is stopped (SIGSTOP) as it asks for its listing.
+    let pass: number | undefined;
+    const director: ChildProcess = await spawnDraining(
+      closers,
+      () => {
+        pass = childPids(director.pid as number)[0];
+        if (pass !== undefined) process.kill(pass, 'SIGSTOP');
+      },
+      {},
+      ['--reconcile.interval=1h'],
+    );
+    closers.push(() => void (pass !== undefined && isRunning(pass) && process.kill(pass, 'SIGKILL')));
+    await until(() => pass !== undefined, 'the pass asks the drained node for its listing', 30_000);
+    const exited = new Promise<number | null>((resolve) => director.once('exit', (code) => resolve(code)));
+    director.kill('SIGTERM');
+    let code: number | null | undefined;
+    void exited.then((value) => (code = value));
+    // The director's own bound on shutting down is 30 s, after which it exits anyway, leaving the pass behind.
+    await until(() => code !== undefined, 'the director exits', 20_000);
+    assert.equal(code, 0);
+    await until(() => !isRunning(pass as number), 'the pass process is ended', 5_000);
+  });
+
+  it('a director killed with SIGKILL while its pass gets no CPU leaves no pass process behind: the kernel ends it', { skip: !LINUX }, async () => {
+    // The pass process would exit when it sees its channel close, but one that gets no core (here: stopped) never does.
+    let pass: number | undefined;
+    const director: ChildProcess = await spawnDraining(
+      closers,
+      () => {
+        pass = childPids(director.pid as number)[0];
+        if (pass !== undefined) process.kill(pass, 'SIGSTOP');
+      },
+      {},
+      ['--reconcile.interval=1h'],
+    );
+    closers.push(() => void (pass !== undefined && isRunning(pass) && process.kill(pass, 'SIGKILL')));
+    await until(() => pass !== undefined, 'the pass asks the drained node for its listing', 30_000);
+    director.kill('SIGKILL');
+    await until(() => !isRunning(pass as number), 'the pass process is ended with its director', 5_000);
   });
 
   it('a director killed with SIGKILL leaves no pass running against the nodes: the pass process exits with its channel', { skip: !LINUX }, async () => {
