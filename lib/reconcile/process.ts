@@ -14,7 +14,7 @@
  * up, and the director goes on.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import type { LookupFunction, Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 
@@ -56,6 +56,19 @@ export const SETUP_WAIT_MS = 60_000;
  * shutdown the rest of its 30 s.
  */
 export const STOP_WAIT_MS = 10_000;
+/**
+ * A pass under the idle policy that has been starved this long (runnable, yet given under 1% of a core, in every one of
+ * the checks within it) is ended and run again under the normal policy, niced: the idle policy gives the pass only what
+ * nothing else on the machine wants, and on cores kept busy by other work that can be nothing for as long as the work
+ * lasts. A pass that stops before it starts is no loss; one ended mid-move leaves a group on two nodes for the next pass
+ * to settle, as a pass ended by SIGKILL does.
+ */
+export const STARVED_MS = 30_000;
+/** How often a pass under the idle policy is checked for starvation. */
+const STARVE_CHECK_MS = 5_000;
+/** How much of a core a pass must get, within a check, not to count as starved. */
+const STARVED_SHARE = 0.01;
+
 /** How much of the child's stderr is kept to explain its end (V8's out-of-memory report is a few KiB). */
 const STDERR_KEEP = 64 * 1024;
 
@@ -84,6 +97,11 @@ export type ProcessReconcilerOptions = Readonly<{
   setupWaitMs?: number;
   /** How long a pass asked to stop has to end before its process is killed. @default STOP_WAIT_MS (10 s) */
   stopWaitMs?: number;
+  /**
+   * How long a pass under the idle policy may be starved before it runs again under the normal policy, and how often
+   * that is checked. @default STARVED_MS (30 s), checked every 5 s
+   */
+  starvation?: Readonly<{ afterMs: number; checkMs: number }>;
   /** The `nice` command that starts the child; when it cannot be found, the child runs at the director's priority. @default 'nice' */
   niceCommand?: string;
   /**
@@ -142,11 +160,31 @@ function hasDeathSignal(setpriv: string): boolean {
   return deathSignalAnswers.get(setpriv) === true;
 }
 
-/** Started is a child process as started, before or during its pass. */
-type Started = { child: ChildProcess; stderr: string; ended: boolean; startError: string | undefined };
+/** Started is a child process as started, before or during its pass; `idle`: under the idle policy. */
+type Started = { child: ChildProcess; stderr: string; ended: boolean; startError: string | undefined; idle: boolean };
 
-/** Outcome is how a pass in a child ended: its report, or why it failed and whether the child had heard of it. */
-type Outcome = Readonly<{ ok: true; report: PassReport } | { ok: false; why: string; heard: boolean }>;
+/**
+ * Outcome is how a pass in a child ended: its report, or why it failed, whether the child had heard of it, and whether
+ * it was ended because the idle policy starved it.
+ */
+type Outcome = Readonly<{ ok: true; report: PassReport } | { ok: false; why: string; heard: boolean; starved?: true }>;
+
+/**
+ * threadState reads whether a thread is runnable (running, or waiting for a core) and how long it has run, in
+ * nanoseconds (Linux: the state in /proc/<pid>/stat, the run time in /proc/<pid>/schedstat), or undefined where
+ * there are no such files or the thread is gone.
+ */
+function threadState(pid: number): { runnable: boolean; runNs: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces and parentheses: the state is the field after its closing one.
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    const runNs = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ', 1)[0]);
+    return Number.isNaN(runNs) ? undefined : { runnable: state === 'R', runNs };
+  } catch {
+    return undefined;
+  }
+}
 
 /** LogDestination is where a pino logger writes its lines. */
 type LogDestination = { write(text: string): unknown };
@@ -212,6 +250,7 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   const nodeArgs = ['--single-threaded-gc', ...heapFlags, settings.childFile ?? CHILD_FILE, String(setupWaitMs)];
   const execPath = settings.execPath ?? process.execPath;
   const stopWaitMs = Math.max(0, settings.stopWaitMs ?? STOP_WAIT_MS);
+  const starvation = settings.starvation ?? { afterMs: STARVED_MS, checkMs: STARVE_CHECK_MS };
 
   const answerTombstones = (send: (answer: ToChild) => void, id: number, now: number): void => {
     if (tombstones === undefined) {
@@ -225,15 +264,16 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
   };
 
   /** start spawns a child, which loads its modules and waits for a setup; its stderr is kept from birth. */
-  const start = (): Started => {
+  const start = (idle = idlePolicy): Started => {
     const niced = nice === undefined ? [execPath, ...nodeArgs] : [nice, '-n', String(NICER), execPath, ...nodeArgs];
-    const line = [...deathSignal, ...(idlePolicy && chrt !== undefined ? [chrt, ...IDLE_POLICY, ...niced] : niced)];
+    const underIdle = idle && chrt !== undefined;
+    const line = [...deathSignal, ...(underIdle ? [chrt, ...IDLE_POLICY, ...niced] : niced)];
     const child = spawn(line[0] as string, line.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'advanced',
       env: childEnvironment(process.env),
     });
-    const started: Started = { child, stderr: '', ended: false, startError: undefined };
+    const started: Started = { child, stderr: '', ended: false, startError: undefined, idle: underIdle };
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (text: string) => {
       started.stderr += text;
@@ -257,12 +297,17 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
       let settled = false;
       let heard = false;
       let stopping: NodeJS.Timeout | undefined;
-      const fail = (why: string): void => {
-        if (settled) return;
+      let watching: NodeJS.Timeout | undefined;
+      const end = (outcome: Outcome): void => {
         settled = true;
         clearTimeout(stopping);
+        clearInterval(watching);
+        resolve(outcome);
+      };
+      const fail = (why: string, starved?: true): void => {
+        if (settled) return;
         running.kill('SIGKILL');
-        resolve({ ok: false, why, heard });
+        end(starved === undefined ? { ok: false, why, heard } : { ok: false, why, heard, starved });
       };
       if (started.ended) {
         fail(started.startError === undefined ? explainExit(running.exitCode, running.signalCode, started.stderr) : `it could not be started: ${started.startError}`);
@@ -308,11 +353,9 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
             answerLookup(settings.lookup, message.id, message.hostname, message.family, send);
             return;
           case 'done':
-            settled = true;
-            clearTimeout(stopping);
             // The child exits when its channel closes.
             if (running.connected) running.disconnect();
-            resolve({ ok: true, report: message.report });
+            end({ ok: true, report: message.report });
             return;
           case 'failed':
             fail(String(message.message).split('\n', 1)[0] ?? '');
@@ -327,8 +370,35 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
         if (started.startError !== undefined) fail(`it could not be started: ${started.startError}`);
         else fail(explainExit(code, signal, started.stderr));
       });
+      if (started.idle && running.pid !== undefined) watching = watchStarvation(running.pid, () => fail('it got no CPU under the idle policy', true));
       send({ type: 'setup', setup });
     });
+
+  /**
+   * watchStarvation calls `starved` once the pass process's main thread has been runnable at every check for
+   * `starvation.afterMs` and has run for under 1% of that time: a thread that waits for its nodes is not runnable, and
+   * is not starved. (The kernel updates a thread's wait time only when it next runs, so it is not read.)
+   */
+  const watchStarvation = (pid: number, starved: () => void): NodeJS.Timeout => {
+    // What each check read, since the thread was last seen not runnable; the oldest kept is starvation.afterMs old.
+    const seen: { at: number; runNs: number }[] = [];
+    const watch = setInterval(() => {
+      const state = threadState(pid);
+      const now = performance.now();
+      if (state === undefined || !state.runnable) {
+        seen.length = 0;
+        return;
+      }
+      seen.push({ at: now, runNs: state.runNs });
+      while (seen.length > 1 && (seen[1] as { at: number }).at <= now - starvation.afterMs) seen.shift();
+      const first = seen[0] as { at: number; runNs: number };
+      const waitedMs = now - first.at;
+      if (waitedMs >= starvation.afterMs && state.runNs - first.runNs < STARVED_SHARE * waitedMs * 1e6) starved();
+    }, starvation.checkMs);
+    // The pass's own handles keep the director running while it lasts; the watch does not.
+    watch.unref();
+    return watch;
+  };
 
   let prepared: Started | undefined;
   let closed = false;
@@ -381,12 +451,20 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
       // began) is replaced by a fresh one: the pass has not started anywhere. Unless the pass was asked to stop.
       if (!outcome.ok && !outcome.heard && stop?.aborted !== true) outcome = undefined;
     }
-    if (outcome === undefined) {
+    const runFresh = async (idle: boolean): Promise<Outcome> => {
       try {
-        outcome = await runIn(start(), setup, stop);
+        return await runIn(start(idle), setup, stop);
       } catch (error) {
-        outcome = { ok: false, why: `it could not be started: ${(error as Error).message}`, heard: false };
+        return { ok: false, why: `it could not be started: ${(error as Error).message}`, heard: false };
       }
+    };
+    outcome ??= await runFresh(idlePolicy);
+    if (!outcome.ok && outcome.starved === true && stop?.aborted !== true) {
+      logger.warn(
+        { component: 'reconcile', starved_s: starvation.afterMs / 1000 },
+        'the pass got no CPU under the idle scheduling policy (other work keeps every core busy): it runs again, niced only',
+      );
+      outcome = await runFresh(false);
     }
     if (outcome.ok) return outcome.report;
     metrics.errors.inc();

@@ -268,13 +268,32 @@ function drainingInto(memberUrl: string, drainedUrl: string): { placement: Place
 /** Whether util-linux's chrt can put a process under the idle policy on this machine. */
 const IDLE_POLICY_HERE = LINUX && spawnSync('chrt', ['--idle', '0', 'true']).status === 0;
 
+/**
+ * cmdlineOf reads a process's command line, or '' once it has ended. A pass process goes through an exec chain
+ * (setpriv, chrt, nice, node), during which its command line reads empty for an instant: that is read again.
+ */
+function cmdlineOf(pid: number): string {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmdline !== '') return cmdline;
+    } catch {
+      return ''; // it ended between the listing and the read
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+  }
+  return '';
+}
+
 /** passChild returns the one pass process this process runs (the spec's director is in this process). */
-const passChild = (): number | undefined => childPids(process.pid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('child.js'));
+const passChild = (): number | undefined => childPids(process.pid).find((pid) => cmdlineOf(pid).includes('child.js'));
 
 describe('the pass process as the director runs it', () => {
   const closers: (() => Promise<void> | void)[] = [];
   afterEach(async () => {
     for (const close of closers.splice(0)) await close();
+    // The next case counts pass processes: none of this one's may still be ending.
+    if (LINUX) await until(() => passChildren().length === 0, 'every pass process of the case has ended', 15_000);
   });
 
   it('runs every thread of the pass under the idle policy and 10 nice steps below the director, whose threads keep their priority; the process ends with the pass', { skip: !LINUX }, async () => {
@@ -460,6 +479,50 @@ describe('the pass process as the director runs it', () => {
     assert.ok(child.policy.every((policy) => policy === SCHED_IDLE), `pass threads' policies: ${child.policy.join(' ')}`);
   });
 
+  it('a pass starved under the idle policy (a busy loop on its core) runs again niced only, under the normal policy, and finishes', { skip: !IDLE_POLICY_HERE }, async () => {
+    // A loop at the normal policy on core 0, and the first pass process moved onto core 0 as it asks for its listing:
+    // under the idle policy it then gets nothing, until it is ended and run again.
+    // The pass processes of the cases before must be gone: the one moved onto core 0 must be this case's.
+    await until(() => passChildren().length === 0, 'no pass process from the cases before', 15_000);
+    const hog = spawn('taskset', ['-c', '0', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' });
+    closers.push(() => void hog.kill('SIGKILL'));
+    const passes: { pid: number; policy: number[] }[] = [];
+    const drained = await startListing(40, () => {
+      // The starved process may not be reaped yet when the second one asks: the one not seen before.
+      const pid = passChildren().find((candidate) => !passes.some((seen) => seen.pid === candidate));
+      if (pid === undefined) return;
+      if (passes.length === 0) assert.equal(spawnSync('taskset', ['-a', '-p', '-c', '0', String(pid)]).status, 0);
+      passes.push({ pid, policy: policyOfThreads(pid) });
+    });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const log = new LogSink();
+    const { placement, options } = drainingInto(member.url, drained.url);
+    const reconciler = createProcessReconciler({
+      placement,
+      vnodes: 10,
+      options,
+      client: { timeoutMs: 5000, authorization: undefined },
+      logLevel: 'info',
+      metrics: createReconcileMetrics(new Registry()),
+      logger: createLogger('info', log),
+      tombstones: undefined,
+      starvation: { afterMs: 1500, checkMs: 250 },
+    });
+    const report = await reconciler.pass();
+    assert.deepEqual([report.migrated, report.errors], [40, 0]);
+    assert.equal(passes.length, 2, 'the starved pass, then its second run');
+    assert.notEqual(passes[0]?.pid, passes[1]?.pid);
+    assert.ok(passes[0]?.policy.every((policy) => policy === SCHED_IDLE), `first: ${passes[0]?.policy.join(' ')}`);
+    assert.ok(passes[1]?.policy.every((policy) => policy === 0), `second: ${passes[1]?.policy.join(' ')}`);
+    // Killed, it still needs a turn on its core to exit, which the loop gives it within seconds.
+    await until(() => passChildren().length === 0, 'the starved process and the second one end', 15_000);
+    const warnings = log.lines.filter((line) => String(line['msg']).startsWith('the pass got no CPU under the idle scheduling policy'));
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0]?.['level'], 40);
+  });
+
   it('sends the node credentials over the IPC channel: never on the pass\'s command line or in its environment', { skip: !LINUX }, async () => {
     const authorization = 'Basic c3BlYy11c2VyOnNwZWMtc2VjcmV0LTQy';
     let seen: { cmdline: string; environ: string; header: string | undefined } | undefined;
@@ -578,18 +641,14 @@ describe('the pass process as the director runs it', () => {
 });
 
 /** passChildren lists every pass process this process runs. */
-const passChildren = (): number[] => childPids(process.pid).filter((pid) => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('child.js');
-  } catch {
-    return false; // it ended between the listing and the read
-  }
-});
+const passChildren = (): number[] => childPids(process.pid).filter((pid) => cmdlineOf(pid).includes('child.js'));
 
 describe('the pass process started ahead of its pass (prepare)', { skip: !LINUX }, () => {
   const closers: (() => Promise<void> | void)[] = [];
   afterEach(async () => {
     for (const close of closers.splice(0)) await close();
+    // The next case counts pass processes: none of this one's may still be ending.
+    if (LINUX) await until(() => passChildren().length === 0, 'every pass process of the case has ended', 15_000);
   });
 
   /** preparedFleet is a reconciler over one member and a drained node of 3 groups, recording the pass processes seen at each listing. */
@@ -618,8 +677,15 @@ describe('the pass process started ahead of its pass (prepare)', { skip: !LINUX 
 
   /** preparedPid waits for the one pass process prepare() started. */
   const preparedPid = async (): Promise<number> => {
-    await until(() => passChildren().length === 1, 'the prepared pass process is running', 20_000);
-    return passChildren()[0] as number;
+    // Read once: while the process goes through its exec chain (setpriv, chrt, nice, node) its cmdline may be
+    // unreadable for an instant, and a second listing could miss it.
+    let pid: number | undefined;
+    await until(() => {
+      const pids = passChildren();
+      pid = pids.length === 1 ? pids[0] : undefined;
+      return pid !== undefined;
+    }, 'the prepared pass process is running', 20_000);
+    return pid as number;
   };
 
   it('the next pass runs in the prepared process: one process, not two', async () => {
