@@ -13,7 +13,7 @@ import request from 'supertest';
 import { parseNodeUrl } from '../../lib/core/node';
 import { createLogger } from '../../lib/logger';
 import { Placement } from '../../lib/placement';
-import { type ReconcileOptions, createReconcileMetrics } from '../../lib/reconcile';
+import { type ReconcileOptions, type Reconciler, createReconcileMetrics } from '../../lib/reconcile';
 import { type ProcessReconcilerOptions, childEnvironment, createProcessReconciler } from '../../lib/reconcile/process';
 import { type TestDirector, LogSink, directorFromFlags } from '../support/director';
 import { type FakePushgateway, startFakePushgateway } from '../support/fake-pushgateway';
@@ -269,6 +269,27 @@ function drainingInto(memberUrl: string, drainedUrl: string): { placement: Place
 const IDLE_POLICY_HERE = LINUX && spawnSync('chrt', ['--idle', '0', 'true']).status === 0;
 
 /**
+ * drainingReconciler is a process reconciler draining `drainedUrl` into `memberUrl` (see drainingInto), logging at
+ * info into the LogSink it returns.
+ */
+function drainingReconciler(memberUrl: string, drainedUrl: string, extra: Partial<ProcessReconcilerOptions> = {}): { reconciler: Reconciler; log: LogSink } {
+  const log = new LogSink();
+  const { placement, options } = drainingInto(memberUrl, drainedUrl);
+  const reconciler = createProcessReconciler({
+    placement,
+    vnodes: 10,
+    options,
+    client: { timeoutMs: 5000, authorization: undefined },
+    logLevel: 'info',
+    metrics: createReconcileMetrics(new Registry()),
+    logger: createLogger('info', log),
+    tombstones: undefined,
+    ...extra,
+  });
+  return { reconciler, log };
+}
+
+/**
  * cmdlineOf reads a process's command line, or '' once it has ended. A pass process goes through an exec chain
  * (setpriv, chrt, nice, node), during which its command line reads empty for an instant: that is read again.
  */
@@ -339,20 +360,7 @@ describe('the pass process as the director runs it', () => {
     closers.push(() => drained.close());
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
-    const log = new LogSink();
-    const { placement, options } = drainingInto(member.url, drained.url);
-    const reconciler = createProcessReconciler({
-      placement,
-      vnodes: 10,
-      options,
-      client: { timeoutMs: 5000, authorization: undefined },
-      logLevel: 'info',
-      metrics: createReconcileMetrics(new Registry()),
-      logger: createLogger('info', log),
-      tombstones: undefined,
-      niceCommand: 'pgw-spec-no-such-nice',
-      chrtCommand: 'pgw-spec-no-such-chrt',
-    });
+    const { reconciler, log } = drainingReconciler(member.url, drained.url, { niceCommand: 'pgw-spec-no-such-nice', chrtCommand: 'pgw-spec-no-such-chrt' });
     assert.equal((await reconciler.pass()).migrated, 3);
     // The generated listing still offers the 3 groups: the owner's copies are newer now, and these are deleted.
     assert.deepEqual([(await reconciler.pass()).deleted, (await reconciler.pass()).errors], [3, 0]);
@@ -392,19 +400,7 @@ describe('the pass process as the director runs it', () => {
       closers.push(() => drained.close());
       const member = await startFakePushgateway();
       closers.push(() => member.stop());
-      const log = new LogSink();
-      const { placement, options } = drainingInto(member.url, drained.url);
-      const reconciler = createProcessReconciler({
-        placement,
-        vnodes: 10,
-        options,
-        client: { timeoutMs: 5000, authorization: undefined },
-        logLevel: 'info',
-        metrics: createReconcileMetrics(new Registry()),
-        logger: createLogger('info', log),
-        tombstones: undefined,
-        chrtCommand: chrt,
-      });
+      const { reconciler, log } = drainingReconciler(member.url, drained.url, { chrtCommand: chrt });
       assert.equal((await reconciler.pass()).migrated, 3);
       assert.equal((await reconciler.pass()).deleted, 3);
       const lines = log.lines.filter((line) => String(line['msg']).startsWith('the idle scheduling policy is not available'));
@@ -459,18 +455,7 @@ describe('the pass process as the director runs it', () => {
     closers.push(() => drained.close());
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
-    const log = new LogSink();
-    const { placement, options } = drainingInto(member.url, drained.url);
-    const reconciler = createProcessReconciler({
-      placement,
-      vnodes: 10,
-      options,
-      client: { timeoutMs: 5000, authorization: undefined },
-      logLevel: 'info',
-      metrics: createReconcileMetrics(new Registry()),
-      logger: createLogger('info', log),
-      tombstones: undefined,
-    });
+    const { reconciler, log } = drainingReconciler(member.url, drained.url);
     process.env['PATH'] = path;
     assert.equal((await reconciler.pass()).migrated, 3);
     assert.deepEqual(log.lines.filter((line) => (line['level'] as number) >= 40), [], 'no warning');
@@ -497,19 +482,7 @@ describe('the pass process as the director runs it', () => {
     closers.push(() => drained.close());
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
-    const log = new LogSink();
-    const { placement, options } = drainingInto(member.url, drained.url);
-    const reconciler = createProcessReconciler({
-      placement,
-      vnodes: 10,
-      options,
-      client: { timeoutMs: 5000, authorization: undefined },
-      logLevel: 'info',
-      metrics: createReconcileMetrics(new Registry()),
-      logger: createLogger('info', log),
-      tombstones: undefined,
-      starvation: { afterMs: 1500, checkMs: 250 },
-    });
+    const { reconciler, log } = drainingReconciler(member.url, drained.url, { starvation: { afterMs: 1500, checkMs: 250 } });
     const report = await reconciler.pass();
     assert.deepEqual([report.migrated, report.errors], [40, 0]);
     assert.equal(passes.length, 2, 'the starved pass, then its second run');
