@@ -57,8 +57,8 @@ export const SETUP_WAIT_MS = 60_000;
  */
 export const STOP_WAIT_MS = 10_000;
 /**
- * A pass under the idle policy that has been starved this long (runnable, yet given under 1% of a core, in every one of
- * the checks within it) is ended and run again under the normal policy, niced: the idle policy gives the pass only what
+ * A pass under the idle policy that has been starved this long (runnable at most of the checks within it, yet given
+ * under 1% of a core) is ended and run again under the normal policy, niced: the idle policy gives the pass only what
  * nothing else on the machine wants, and on cores kept busy by other work that can be nothing for as long as the work
  * lasts. A pass that stops before it starts is no loss; one ended mid-move leaves a group on two nodes for the next pass
  * to settle, as a pass ended by SIGKILL does.
@@ -375,25 +375,23 @@ export function createProcessReconciler(settings: ProcessReconcilerOptions): Rec
     });
 
   /**
-   * watchStarvation calls `starved` once the pass process's main thread has been runnable at every check for
-   * `starvation.afterMs` and has run for under 1% of that time: a thread that waits for its nodes is not runnable, and
-   * is not starved. (The kernel updates a thread's wait time only when it next runs, so it is not read.)
+   * watchStarvation calls `starved` once the pass process's main thread has run for under 1% of the last
+   * `starvation.afterMs` while it was runnable at most of the checks within it: a thread that waits for its nodes is
+   * not runnable, and is not starved. (The kernel updates a thread's wait time only when it next runs: not read.)
    */
   const watchStarvation = (pid: number, starved: () => void): NodeJS.Timeout => {
-    // What each check read, since the thread was last seen not runnable; the oldest kept is starvation.afterMs old.
-    const seen: { at: number; runNs: number }[] = [];
+    // What each check read; the oldest kept is starvation.afterMs old or less.
+    const seen: { at: number; runNs: number; runnable: boolean }[] = [];
     const watch = setInterval(() => {
       const state = threadState(pid);
+      if (state === undefined) return;
       const now = performance.now();
-      if (state === undefined || !state.runnable) {
-        seen.length = 0;
-        return;
-      }
-      seen.push({ at: now, runNs: state.runNs });
-      while (seen.length > 1 && (seen[1] as { at: number }).at <= now - starvation.afterMs) seen.shift();
+      seen.push({ at: now, ...state });
+      while (seen.length > 1 && (seen[0] as { at: number }).at < now - starvation.afterMs) seen.shift();
       const first = seen[0] as { at: number; runNs: number };
-      const waitedMs = now - first.at;
-      if (waitedMs >= starvation.afterMs && state.runNs - first.runNs < STARVED_SHARE * waitedMs * 1e6) starved();
+      const spanMs = now - first.at;
+      const runnable = seen.filter((check) => check.runnable).length;
+      if (spanMs >= starvation.afterMs - starvation.checkMs && runnable * 2 > seen.length && state.runNs - first.runNs < STARVED_SHARE * spanMs * 1e6) starved();
     }, starvation.checkMs);
     // The pass's own handles keep the director running while it lasts; the watch does not.
     watch.unref();

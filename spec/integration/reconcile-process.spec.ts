@@ -472,7 +472,7 @@ describe('the pass process as the director runs it', () => {
     const hog = spawn('taskset', ['-c', '0', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' });
     closers.push(() => void hog.kill('SIGKILL'));
     const passes: { pid: number; policy: number[] }[] = [];
-    const drained = await startListing(40, () => {
+    const drained = await startListing(600, () => {
       // The starved process may not be reaped yet when the second one asks: the one not seen before.
       const pid = passChildren().find((candidate) => !passes.some((seen) => seen.pid === candidate));
       if (pid === undefined) return;
@@ -482,9 +482,9 @@ describe('the pass process as the director runs it', () => {
     closers.push(() => drained.close());
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
-    const { reconciler, log } = drainingReconciler(member.url, drained.url, { starvation: { afterMs: 1500, checkMs: 250 } });
+    const { reconciler, log } = drainingReconciler(member.url, drained.url, { starvation: { afterMs: 3000, checkMs: 250 } });
     const report = await reconciler.pass();
-    assert.deepEqual([report.migrated, report.errors], [40, 0]);
+    assert.deepEqual([report.migrated, report.errors], [600, 0]);
     assert.equal(passes.length, 2, 'the starved pass, then its second run');
     assert.notEqual(passes[0]?.pid, passes[1]?.pid);
     assert.ok(passes[0]?.policy.every((policy) => policy === SCHED_IDLE), `first: ${passes[0]?.policy.join(' ')}`);
