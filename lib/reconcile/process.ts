@@ -66,7 +66,7 @@ export const STOP_WAIT_MS = 10_000;
 export const STARVED_MS = 30_000;
 /** How often a pass under the idle policy is checked for starvation. */
 const STARVE_CHECK_MS = 5_000;
-/** How much of a core a pass must get, within a check, not to count as starved. */
+/** How much of a core a pass must get, over the starvation window, not to count as starved. */
 const STARVED_SHARE = 0.01;
 
 /** How much of the child's stderr is kept to explain its end (V8's out-of-memory report is a few KiB). */
