@@ -407,7 +407,7 @@ describe('the pass process as the director runs it', () => {
       assert.equal(lines.length, 1);
       assert.match(String(lines[0]?.['err']), err);
       const base = Math.min(...niceOfThreads(process.pid));
-      assert.ok(child.nice.length >= 5 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
+      assert.ok(child.nice.length >= 1 && child.nice.every((nice) => nice === Math.min(19, base + 10)), `pass threads: ${child.nice.join(' ')}`);
       assert.ok(child.policy.every((policy) => policy === 0), `pass threads' policies: ${child.policy.join(' ')}`);
     });
   }
