@@ -34,6 +34,13 @@ const args = new Set(process.argv.slice(2));
  */
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 2);
 const rounds = Number(process.env['BENCH_ROUNDS'] ?? 8);
+/**
+ * Before the rounds, each server takes BENCH_WARMUP seconds of the same load (10 by default), in windows of
+ * BENCH_SECONDS. The director is JavaScript: V8 compiles its hot paths while it runs, and in proxy mode it took about
+ * 10 s of load to reach its steady rate (its first 2-s windows did 0.5 to 0.7 of its later pushes per CPU-second). A
+ * proxy runs for weeks; the rounds measure it as it runs then. The warm-up windows' figures are printed too.
+ */
+const warmupSeconds = Number(process.env['BENCH_WARMUP'] ?? 10);
 
 function nodes(count: number): Node[] {
   return Array.from({ length: count }, (_, i) => {
@@ -205,12 +212,18 @@ async function load(port: number, pids: number[], threads: number, connections: 
 }
 
 /**
- * alternate warms both servers up with one window each, then measures `rounds` windows of each, in the order A B, then
+ * alternate warms both servers up (BENCH_WARMUP seconds each, alternating), then measures `rounds` windows of each, in the order A B, then
  * B A, and so on, so that drift on a shared machine hits both alike.
  */
 async function alternate(a: () => Promise<Measured>, b: () => Promise<Measured>): Promise<[Measured[], Measured[]]> {
-  await a();
-  await b();
+  const warmA: number[] = [];
+  const warmB: number[] = [];
+  for (let i = 0; i < Math.max(1, Math.ceil(warmupSeconds / seconds)); i++) {
+    warmA.push((await a()).perCpu);
+    warmB.push((await b()).perCpu);
+  }
+  const figures = (values: number[]): string => values.map((value) => value.toFixed(0)).join(', ');
+  console.log(`warm-up (${warmA.length} windows of ${seconds} s each), requests per CPU-second: first ${figures(warmA)}; second ${figures(warmB)}\n`);
   const as: Measured[] = [];
   const bs: Measured[] = [];
   for (let i = 0; i < rounds; i++) {
