@@ -554,9 +554,12 @@ describe('the pass process as the director runs it', () => {
     assert.ok((await counter(director.metrics.registry, 'pgw_director_reconcile_errors_total')) >= 2);
   });
 
-  it('a director asked to stop (SIGTERM) while its pass gets no CPU ends the pass process and exits within seconds', { skip: !LINUX }, async () => {
-    // Under the idle policy on a machine whose cores are busy with other work, the pass process may go seconds to
-    // minutes without running, and never read the stop; here it is stopped (SIGSTOP) as it asks for its listing.
+  /**
+   * stoppedPass starts a director whose pass process gets no CPU. Under the idle policy on a machine whose cores are
+   * busy with other work, a pass may go seconds to minutes without running, and never read a stop or see its channel
+   * close; here it is stopped (SIGSTOP) as it asks for its listing.
+   */
+  const stoppedPass = async (): Promise<{ director: ChildProcess; pass: number }> => {
     let pass: number | undefined;
     const director: ChildProcess = await spawnDraining(
       closers,
@@ -569,6 +572,11 @@ describe('the pass process as the director runs it', () => {
     );
     closers.push(() => void (pass !== undefined && isRunning(pass) && process.kill(pass, 'SIGKILL')));
     await until(() => pass !== undefined, 'the pass asks the drained node for its listing', 30_000);
+    return { director, pass: pass as number };
+  };
+
+  it('a director asked to stop (SIGTERM) while its pass gets no CPU ends the pass process and exits within seconds', { skip: !LINUX }, async () => {
+    const { director, pass } = await stoppedPass();
     const exited = new Promise<number | null>((resolve) => director.once('exit', (code) => resolve(code)));
     director.kill('SIGTERM');
     let code: number | null | undefined;
@@ -576,25 +584,14 @@ describe('the pass process as the director runs it', () => {
     // The director's own bound on shutting down is 30 s, after which it exits anyway, leaving the pass behind.
     await until(() => code !== undefined, 'the director exits', 20_000);
     assert.equal(code, 0);
-    await until(() => !isRunning(pass as number), 'the pass process is ended', 5_000);
+    await until(() => !isRunning(pass), 'the pass process is ended', 5_000);
   });
 
   it('a director killed with SIGKILL while its pass gets no CPU leaves no pass process behind: the kernel ends it', { skip: !LINUX }, async () => {
     // The pass process would exit when it sees its channel close, but one that gets no core (here: stopped) never does.
-    let pass: number | undefined;
-    const director: ChildProcess = await spawnDraining(
-      closers,
-      () => {
-        pass = childPids(director.pid as number)[0];
-        if (pass !== undefined) process.kill(pass, 'SIGSTOP');
-      },
-      {},
-      ['--reconcile.interval=1h'],
-    );
-    closers.push(() => void (pass !== undefined && isRunning(pass) && process.kill(pass, 'SIGKILL')));
-    await until(() => pass !== undefined, 'the pass asks the drained node for its listing', 30_000);
+    const { director, pass } = await stoppedPass();
     director.kill('SIGKILL');
-    await until(() => !isRunning(pass as number), 'the pass process is ended with its director', 5_000);
+    await until(() => !isRunning(pass), 'the pass process is ended with its director', 5_000);
   });
 
   it('a director killed with SIGKILL leaves no pass running against the nodes: the pass process exits with its channel', { skip: !LINUX }, async () => {
