@@ -251,7 +251,11 @@ export function createDirector(config: Config, logger: Logger, options: Director
   const runPass = (): void => {
     if (closed) return;
     if (placement.pendingReason === undefined && placement.ring.points > 0) {
-      reconciling = reconciler.pass(stopPass.signal).catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'));
+      reconcileMetrics.passStart.set(Date.now() / 1000);
+      reconciling = reconciler
+        .pass(stopPass.signal)
+        .catch((error: unknown) => logger.error({ err: error }, 'reconciliation pass failed'))
+        .finally(() => reconcileMetrics.passStart.set(0));
     }
     void reconciling.then(scheduleReconcile);
   };

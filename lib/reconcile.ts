@@ -83,8 +83,14 @@ export type ReconcileMetrics = Readonly<
   }
 >;
 
+/**
+ * DirectorReconcileMetrics adds what only the director records: when the running pass started (set by the loop that
+ * runs passes, lib/director.ts).
+ */
+export type DirectorReconcileMetrics = ReconcileMetrics & Readonly<{ passStart: Readonly<{ set(value: number): void }> }>;
+
 /** createReconcileMetrics registers the reconciler's metrics. */
-export function createReconcileMetrics(registry: Registry): ReconcileMetrics {
+export function createReconcileMetrics(registry: Registry): DirectorReconcileMetrics {
   const counter = (name: string, help: string): Counter => new Counter({ name: `pgw_director_reconcile_${name}`, help, registers: [registry] });
   return {
     misplaced: counter('misplaced_groups_total', 'Copies of groups seen on a node that does not own them.'),
@@ -95,6 +101,11 @@ export function createReconcileMetrics(registry: Registry): ReconcileMetrics {
     errors: counter('errors_total', 'Failed reads and writes towards the Pushgateways during passes.'),
     passes: counter('passes_total', 'Reconciliation passes run.'),
     duration: new Gauge({ name: 'pgw_director_reconcile_last_pass_duration_seconds', help: 'How long the last pass took.', registers: [registry] }),
+    passStart: new Gauge({
+      name: 'pgw_director_reconcile_pass_start_time_seconds',
+      help: 'When the running pass started, in seconds since the Unix epoch; 0 while no pass runs.',
+      registers: [registry],
+    }),
     drainedEmpty: new Gauge({
       name: 'pgw_director_reconcile_drained_node_empty',
       help: '1 when a node named by --reconcile.drain holds no group any more and can be stopped.',

@@ -554,6 +554,27 @@ describe('the pass process as the director runs it', () => {
     assert.ok((await counter(director.metrics.registry, 'pgw_director_reconcile_errors_total')) >= 2);
   });
 
+  it('pgw_director_reconcile_pass_start_time_seconds tells when the running pass started, and is 0 once it ended', async () => {
+    const gauge = 'pgw_director_reconcile_pass_start_time_seconds';
+    let listing: http.IncomingMessage | undefined;
+    const drained = await startListing(0, (req) => (listing = req), { hold: true });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    const before = Date.now() / 1000;
+    const director = directorFromFlags(['--node', member.url, `--reconcile.drain=${drained.url}`, '--reconcile.interval=1h']);
+    closers.push(() => director.close());
+    assert.equal(await counter(director.metrics.registry, gauge), 0, 'no pass runs yet');
+    await director.listen();
+    await until(() => listing !== undefined, 'the pass asks the drained node for its listing', 30_000);
+    const started = await counter(director.metrics.registry, gauge);
+    assert.ok(started >= before && started <= Date.now() / 1000, `the pass started at ${started}, between ${before} and now`);
+    // The drained node fails in the middle of its listing: the pass ends, with an error.
+    listing?.socket.destroy();
+    await until(async () => (await counter(director.metrics.registry, gauge)) === 0, 'the gauge is 0 once the pass ended', 30_000);
+    assert.equal(await counter(director.metrics.registry, 'pgw_director_reconcile_passes_total'), 1);
+  });
+
   /**
    * stoppedPass starts a director whose pass process gets no CPU. Under the idle policy on a machine whose cores are
    * busy with other work, a pass may go seconds to minutes without running, and never read a stop or see its channel
