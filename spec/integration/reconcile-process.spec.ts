@@ -372,6 +372,26 @@ describe('the pass process as the director runs it', () => {
     assert.ok(childPolicies.length >= 5 && childPolicies.every((policy) => policy === 0), `pass threads' policies: ${childPolicies.join(' ')}`);
   });
 
+  /**
+   * watchedDraining returns a process reconciler draining 3 groups into a member, and `child`: the nice values and
+   * scheduling policies of the pass process's threads, read as the pass asks for its listing.
+   */
+  const watchedDraining = async (
+    extra: Partial<ProcessReconcilerOptions> = {},
+  ): Promise<{ reconciler: Reconciler; log: LogSink; child: { nice: number[]; policy: number[] } }> => {
+    const child = { nice: [] as number[], policy: [] as number[] };
+    const drained = await startListing(3, () => {
+      const pid = passChild();
+      if (pid === undefined) return;
+      child.nice = niceOfThreads(pid);
+      child.policy = policyOfThreads(pid);
+    });
+    closers.push(() => drained.close());
+    const member = await startFakePushgateway();
+    closers.push(() => member.stop());
+    return { ...drainingReconciler(member.url, drained.url, extra), child };
+  };
+
   const unusableChrts = [
     {
       name: 'cannot set the idle policy (a sandbox refusing it)',
@@ -392,15 +412,7 @@ describe('the pass process as the director runs it', () => {
       const chrt = join(bin, 'chrt');
       writeFileSync(chrt, script);
       chmodSync(chrt, 0o755);
-      let child: { nice: number[]; policy: number[] } = { nice: [], policy: [] };
-      const drained = await startListing(3, () => {
-        const pid = passChild();
-        if (pid !== undefined) child = { nice: niceOfThreads(pid), policy: policyOfThreads(pid) };
-      });
-      closers.push(() => drained.close());
-      const member = await startFakePushgateway();
-      closers.push(() => member.stop());
-      const { reconciler, log } = drainingReconciler(member.url, drained.url, { chrtCommand: chrt });
+      const { reconciler, log, child } = await watchedDraining({ chrtCommand: chrt });
       assert.equal((await reconciler.pass()).migrated, 3);
       assert.equal((await reconciler.pass()).deleted, 3);
       const lines = log.lines.filter((line) => String(line['msg']).startsWith('the idle scheduling policy is not available'));
@@ -447,15 +459,7 @@ describe('the pass process as the director runs it', () => {
     const path = process.env['PATH'];
     process.env['PATH'] = `${weird}${delimiter}${path ?? ''}`;
     closers.push(() => void (process.env['PATH'] = path));
-    let child: { nice: number[]; policy: number[] } = { nice: [], policy: [] };
-    const drained = await startListing(3, () => {
-      const pid = passChild();
-      if (pid !== undefined) child = { nice: niceOfThreads(pid), policy: policyOfThreads(pid) };
-    });
-    closers.push(() => drained.close());
-    const member = await startFakePushgateway();
-    closers.push(() => member.stop());
-    const { reconciler, log } = drainingReconciler(member.url, drained.url);
+    const { reconciler, log, child } = await watchedDraining();
     process.env['PATH'] = path;
     assert.equal((await reconciler.pass()).migrated, 3);
     assert.deepEqual(log.lines.filter((line) => (line['level'] as number) >= 40), [], 'no warning');
