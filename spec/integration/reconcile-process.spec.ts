@@ -270,10 +270,15 @@ const IDLE_POLICY_HERE = LINUX && spawnSync('chrt', ['--idle', '0', 'true']).sta
 
 /**
  * drainingReconciler is a process reconciler draining `drainedUrl` into `memberUrl` (see drainingInto), logging at
- * info into the LogSink it returns.
+ * info into the LogSink it returns, its metrics into the Registry it returns.
  */
-function drainingReconciler(memberUrl: string, drainedUrl: string, extra: Partial<ProcessReconcilerOptions> = {}): { reconciler: Reconciler; log: LogSink } {
+function drainingReconciler(
+  memberUrl: string,
+  drainedUrl: string,
+  extra: Partial<ProcessReconcilerOptions> = {},
+): { reconciler: Reconciler; log: LogSink; registry: Registry } {
   const log = new LogSink();
+  const registry = new Registry();
   const { placement, options } = drainingInto(memberUrl, drainedUrl);
   const reconciler = createProcessReconciler({
     placement,
@@ -281,12 +286,12 @@ function drainingReconciler(memberUrl: string, drainedUrl: string, extra: Partia
     options,
     client: { timeoutMs: 5000, authorization: undefined },
     logLevel: 'info',
-    metrics: createReconcileMetrics(new Registry()),
+    metrics: createReconcileMetrics(registry),
     logger: createLogger('info', log),
     tombstones: undefined,
     ...extra,
   });
-  return { reconciler, log };
+  return { reconciler, log, registry };
 }
 
 /**
@@ -653,19 +658,7 @@ describe('the pass process started ahead of its pass (prepare)', { skip: !LINUX 
     closers.push(() => drained.close());
     const member = await startFakePushgateway();
     closers.push(() => member.stop());
-    const { placement, options } = drainingInto(member.url, drained.url);
-    const registry = new Registry();
-    const reconciler = createProcessReconciler({
-      placement,
-      vnodes: 10,
-      options,
-      client: { timeoutMs: 5000, authorization: undefined },
-      logLevel: 'info',
-      metrics: createReconcileMetrics(registry),
-      logger: createLogger('info', new LogSink()),
-      tombstones: undefined,
-      ...extra,
-    });
+    const { reconciler, registry } = drainingReconciler(member.url, drained.url, extra);
     closers.push(() => reconciler.close?.());
     return { reconciler, seen, registry };
   };
