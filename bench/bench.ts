@@ -37,8 +37,8 @@ const seconds = Number(process.env['BENCH_SECONDS'] ?? 2);
 const rounds = Number(process.env['BENCH_ROUNDS'] ?? 8);
 /**
  * Before the rounds, each server takes BENCH_WARMUP seconds of the same load (10 by default), in windows of
- * BENCH_SECONDS. The director is JavaScript: V8 compiles its hot paths while it runs, and in proxy mode it took about
- * 10 s of load to reach its steady rate (its first 2-s windows did 0.5 to 0.7 of its later pushes per CPU-second). A
+ * BENCH_SECONDS. The director is JavaScript: V8 compiles its hot paths while it runs, and in proxy mode it takes about
+ * 6 s of load to reach its steady rate (its first 2-s window did 0.34 to 0.79 of its later pushes per CPU-second). A
  * proxy runs for weeks; the rounds measure it as it runs then. The warm-up windows' figures are printed too.
  * Checked in review: it is TurboFan (with --trace-opt, 316, 390 and 492 functions optimised after 2, 4 and 6 s of load,
  * about 30 more in the next 34 s; with --no-opt the director is flat at a quarter of its rate, no ramp), nothing
@@ -218,8 +218,8 @@ async function load(port: number, pids: number[], threads: number, connections: 
 }
 
 /**
- * alternate warms both servers up (BENCH_WARMUP seconds each, alternating), then measures `rounds` windows of each, in the order A B, then
- * B A, and so on, so that drift on a shared machine hits both alike.
+ * alternate warms both servers up (BENCH_WARMUP seconds each, alternating), then measures `rounds` windows of each,
+ * in the order A B, then B A, and so on, so that drift on a shared machine hits both alike.
  */
 async function alternate(
   a: () => Promise<Measured>,
