@@ -132,8 +132,10 @@ describe('periodic reconciliation', () => {
     const director = directorFromFlags(['--node', node.url, '--reconcile.interval=1h']);
     try {
       await director.listen();
-      await until(() => node.received.some((r) => r.method === 'GET' && r.url === '/api/v1/metrics'), 'the first pass lists the node');
-      await until(() => director.log.lines.some((line) => line['msg'] === 'reconciliation pass done'), 'the first pass ends');
+      // Well under the hour an interval would take; the pass runs under the idle policy, which a machine busy with
+      // other specs can hold back for seconds.
+      await until(() => node.received.some((r) => r.method === 'GET' && r.url === '/api/v1/metrics'), 'the first pass lists the node', 30_000);
+      await until(() => director.log.lines.some((line) => line['msg'] === 'reconciliation pass done'), 'the first pass ends', 30_000);
     } finally {
       await director.close();
       await node.close();
