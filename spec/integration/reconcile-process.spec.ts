@@ -311,8 +311,11 @@ function cmdlineOf(pid: number): string {
   return '';
 }
 
-/** passChild returns the one pass process this process runs (the spec's director is in this process). */
-const passChild = (): number | undefined => childPids(process.pid).find((pid) => cmdlineOf(pid).includes('child.js'));
+/** passChildren lists every pass process this process runs (the spec's director is in this process). */
+const passChildren = (): number[] => childPids(process.pid).filter((pid) => cmdlineOf(pid).includes('child.js'));
+
+/** passChild returns the one pass process this process runs. */
+const passChild = (): number | undefined => passChildren()[0];
 
 describe('the pass process as the director runs it', () => {
   const closers: (() => Promise<void> | void)[] = [];
@@ -647,9 +650,6 @@ describe('the pass process as the director runs it', () => {
     await until(() => !isRunning(pid), 'the pass process exits', 10_000);
   });
 });
-
-/** passChildren lists every pass process this process runs. */
-const passChildren = (): number[] => childPids(process.pid).filter((pid) => cmdlineOf(pid).includes('child.js'));
 
 describe('the pass process started ahead of its pass (prepare)', { skip: !LINUX }, () => {
   const closers: (() => Promise<void> | void)[] = [];
