@@ -102,7 +102,11 @@ export function createMetrics(placement: Placement): DirectorMetrics {
 
   // Pushes are counted in plain numbers on the push path and handed to prom-client only when scraped: a
   // prom-client child's inc() costs more than the rest of a redirect's own work.
-  const pushCounts = new Map<string, { labels: { method: string; outcome: PushOutcome; node: string }; value: number }>();
+  // By node, then outcome, then method: three lookups of strings whose hashes V8 has mostly cached already, instead
+  // of one lookup of a key joined from them per push (a new string to build and hash each time; 0.25 µs more per
+  // push, about 1.5% of a proxied push's CPU in the director's profile).
+  type PushCount = { labels: { method: string; outcome: PushOutcome; node: string }; value: number };
+  const pushCounts = new Map<string, Map<PushOutcome, Map<string, PushCount>>>();
   new Counter({
     name: 'pgw_director_pushes_total',
     help: 'Pushes handled, by method, outcome and owning node ("" when none).',
@@ -110,7 +114,9 @@ export function createMetrics(placement: Placement): DirectorMetrics {
     registers: [registry],
     collect() {
       this.reset();
-      for (const { labels, value } of pushCounts.values()) this.inc(labels, value);
+      for (const outcomes of pushCounts.values()) {
+        for (const methods of outcomes.values()) for (const { labels, value } of methods.values()) this.inc(labels, value);
+      }
     },
   });
   let fastLanePushes = 0;
@@ -178,10 +184,13 @@ export function createMetrics(placement: Placement): DirectorMetrics {
   return Object.freeze({
     registry,
     countPush(method: string, outcome: PushOutcome, node: string) {
-      const key = `${method} ${outcome} ${node}`;
-      const count = pushCounts.get(key);
+      let outcomes = pushCounts.get(node);
+      if (outcomes === undefined) pushCounts.set(node, (outcomes = new Map<PushOutcome, Map<string, PushCount>>()));
+      let methods = outcomes.get(outcome);
+      if (methods === undefined) outcomes.set(outcome, (methods = new Map<string, PushCount>()));
+      const count = methods.get(method);
       if (count !== undefined) count.value++;
-      else pushCounts.set(key, { labels: { method, outcome, node }, value: 1 });
+      else methods.set(method, { labels: { method, outcome, node }, value: 1 });
     },
     observeUpstream(node: string, seconds: number) {
       upstream.observeNode(node, seconds);

@@ -170,6 +170,8 @@ class Connection implements Downstream {
   private fresh = true;
   /** An answer is complete but the client has not taken it yet: the next push waits. */
   private draining = false;
+  /** The client's address, read once when the connection arrives: every push of the connection forwards it. */
+  private readonly remoteAddress: string;
 
   constructor(
     private readonly lane: Lane,
@@ -177,6 +179,7 @@ class Connection implements Downstream {
     private readonly handOff: (socket: Socket) => void,
   ) {
     this.deadline = performance.now() + lane.options.headersTimeoutMs;
+    this.remoteAddress = socket.remoteAddress ?? '';
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onClose);
@@ -202,7 +205,7 @@ class Connection implements Downstream {
       this.pending = undefined;
       return;
     }
-    const push = readPush(data, this.socket.remoteAddress ?? '');
+    const push = readPush(data, this.remoteAddress);
     if (push === undefined) return this.giveUp();
     const { options } = this.lane;
     if (options.mode === 'auto' && followsRedirects(push.userAgent, push.authorization)) return this.giveUp();
