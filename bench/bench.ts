@@ -27,14 +27,17 @@ import { SINK, freePort, rssBytes, startChild, stopChild, waitForPort } from '..
 const ROOT = join(__dirname, '..', '..');
 const args = new Set(process.argv.slice(2));
 /**
- * The throughput benches alternate short windows, BENCH_ROUNDS of BENCH_SECONDS each per server (16 s each by
+ * The throughput benches alternate short windows, BENCH_ROUNDS of BENCH_SECONDS each per server (48 s each by
  * default), in the order A B, then B A. The CPU-second of this machine is not a fixed amount of work: a plain compute
  * loop, alone, did 4.8 to 9.6 iterations per CPU-second from one second to the next (other tenants of the host), and
  * two 8-second windows per server, the earlier design, printed proxy ratios of 0.35 to 0.45 for the same build. Many
- * short windows give both servers the same mix of fast and slow seconds.
+ * short windows give both servers the same mix of fast and slow seconds. How many: one 2-s round of the proxy bench
+ * alone ranges from 0.27 to 0.63 of nginx, so the figure of a run is an average of noisy rounds. With 8 rounds, ten
+ * runs of one build within two hours printed 0.39 to 0.50; with 24, the same hours, six runs printed 0.41 to 0.44
+ * (and no lower or higher on average: alternated 8 and 24 gave 0.42, 0.43, 0.45, 0.44).
  */
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 2);
-const rounds = Number(process.env['BENCH_ROUNDS'] ?? 8);
+const rounds = Number(process.env['BENCH_ROUNDS'] ?? 24);
 /**
  * Before the rounds, each server takes BENCH_WARMUP seconds of the same load (10 by default), in windows of
  * BENCH_SECONDS. The director is JavaScript: V8 compiles its hot paths while it runs, and in proxy mode it takes about
@@ -43,8 +46,8 @@ const rounds = Number(process.env['BENCH_ROUNDS'] ?? 8);
  * Checked in review: it is TurboFan (with --trace-opt, 316, 390 and 492 functions optimised after 2, 4 and 6 s of load,
  * about 30 more in the next 34 s; with --no-opt the director is flat at a quarter of its rate, no ramp), nothing
  * degrades later (a director after 180 s of continuous load did 1.07 of a fresh warmed one's pushes per CPU-second,
- * side by side), and idle gaps between windows do not undo it (0.99). Its effect on the 8-round figure is small:
- * the first window's cost spread over 8 rounds, about 0.01 of ratio in ten runs, well inside the run-to-run spread.
+ * side by side), and idle gaps between windows do not undo it (0.99). Its effect on the figure was small already at
+ * 8 rounds: the first window's cost spread over them, about 0.01 of ratio in ten runs, well inside the run-to-run spread.
  */
 const warmupSeconds = Number(process.env['BENCH_WARMUP'] ?? 10);
 
