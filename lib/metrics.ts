@@ -103,8 +103,8 @@ export function createMetrics(placement: Placement): DirectorMetrics {
   // Pushes are counted in plain numbers on the push path and handed to prom-client only when scraped: a
   // prom-client child's inc() costs more than the rest of a redirect's own work.
   // By node, then outcome, then method: three lookups of strings whose hashes V8 has mostly cached already, instead
-  // of one lookup of a key joined from them per push (a new string to build and hash each time; 0.25 µs more per
-  // push, about 1.5% of a proxied push's CPU in the director's profile).
+  // of one lookup of a key joined from them, a new string to build and hash on every push (in a micro-benchmark,
+  // 0.04 µs a push against 0.28 µs).
   type PushCount = { labels: { method: string; outcome: PushOutcome; node: string }; value: number };
   const pushCounts = new Map<string, Map<PushOutcome, Map<string, PushCount>>>();
   new Counter({
