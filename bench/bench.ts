@@ -33,7 +33,7 @@ const args = new Set(process.argv.slice(2));
  * two 8-second windows per server, the earlier design, printed proxy ratios of 0.35 to 0.45 for the same build. Many
  * short windows give both servers the same mix of fast and slow seconds. How many: one 2-s round of the proxy bench
  * alone ranges from 0.27 to 0.63 of nginx, so the figure of a run is an average of noisy rounds. With 8 rounds, ten
- * runs of one build within two hours printed 0.39 to 0.50; with 24, the same hours, six runs printed 0.41 to 0.44
+ * runs of one build within two hours printed 0.39 to 0.50; with 24, in the same hours, nine runs printed 0.40 to 0.45
  * (and no lower or higher on average: alternated 8 and 24 gave 0.42, 0.43, 0.45, 0.44).
  */
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 2);
